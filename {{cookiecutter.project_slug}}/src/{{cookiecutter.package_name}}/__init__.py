@@ -1,0 +1,34 @@
+"""The application factory: builds the Flask app from settings and wires its parts."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .__about__ import __version__
+from . import cli, db, errors, health, openapi, request_ids, todos
+from .config import Settings, settings_or_exit
+from .logging import configure_logging
+
+__all__ = ["__version__", "create_app"]
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the application from settings (by default, from the environment)."""
+    settings = settings or settings_or_exit(__name__)
+    configure_logging(settings)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key.get_secret_value(),
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+    )
+    app.extensions["settings"] = settings
+
+    request_ids.init_app(app)
+    errors.init_app(app)
+    db.init_app(app, settings)
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(todos.blueprint)
+    openapi.init_app(app)
+    cli.init_app(app)
+    return app

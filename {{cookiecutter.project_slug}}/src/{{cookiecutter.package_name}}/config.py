@@ -1,0 +1,149 @@
+"""Settings for every process, read from the environment and nowhere else (factor III)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# Variables whose value may instead come from a mounted file named by <NAME>_FILE.
+SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY")
+
+# Values that must never reach production as a SECRET_KEY.
+WEAK_SECRET_KEYS = frozenset({"changeme", "change-me", "secret", "dev", "development", "test"})
+
+POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgres")
+DRIVER_SCHEME = "postgresql+psycopg2"
+
+
+class ConfigError(Exception):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+class FileSecretsSource(PydanticBaseSettingsSource):
+    """Reads DATABASE_URL_FILE-style variables, so secrets can be mounted as files."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: all values are gathered at once in __call__."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """Return the secrets found in files, keyed by field name."""
+        values: dict[str, Any] = {}
+        for variable in SECRET_VARIABLES:
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable):
+                raise ConfigError(f"set {variable} or {variable}_FILE, not both")
+            try:
+                values[variable.lower()] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as error:
+                raise ConfigError(
+                    f"{variable}_FILE names a file that cannot be read ({error.strerror})"
+                ) from None
+        return values
+
+
+class Settings(BaseSettings):
+    """Every knob the service has, one line each, with its type and default."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    database_url: str = Field(description="PostgreSQL URL; postgres:// is accepted")
+    secret_key: SecretStr = Field(description="Signs sessions; at least 16 characters")
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=2, ge=1, le=64)
+    web_threads: int = Field(default=1, ge=1, le=64)
+    web_timeout: int = Field(default=30, ge=1, description="seconds before a hung worker is killed")
+    graceful_timeout: int = Field(default=20, ge=1, description="seconds to finish requests")
+    keepalive: int = Field(default=5, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    release_id: str = Field(default="unknown", max_length=200)
+    max_content_length: int = Field(default=1024 * 1024, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then <NAME>_FILE; never a .env file."""
+        return init_settings, env_settings, FileSecretsSource(settings_cls)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str) -> str:
+        scheme, separator, rest = value.partition("://")
+        if not separator or scheme not in POSTGRES_SCHEMES:
+            raise ValueError("must be a PostgreSQL URL such as postgresql://user@host:5432/name")
+        # SQLAlchemy picks its driver from the scheme; this service ships psycopg2, and
+        # Heroku-style postgres:// URLs would otherwise be refused.
+        return f"{DRIVER_SCHEME}://{rest}"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) < 16:
+            raise ValueError("must be at least 16 characters long")
+        if secret.lower() in WEAK_SECRET_KEYS:
+            raise ValueError("is a well-known placeholder; generate a random one")
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, or raise ConfigError naming the first bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad variable, naming it and what is accepted, never echoing its value."""
+    problems = []
+    for detail in error.errors(include_input=False, include_url=False):
+        variable = str(detail["loc"][0]).upper() if detail["loc"] else "settings"
+        if detail["type"] == "missing":
+            problems.append(f"{variable} is required but not set")
+        else:
+            problems.append(f"{variable} {_short_reason(detail['msg'])}")
+    return "; ".join(problems)
+
+
+def _short_reason(message: str) -> str:
+    reason = message.removeprefix("Value error, ")
+    return reason[0].lower() + reason[1:] if reason else "is not valid"
+
+
+def settings_or_exit(program: str) -> Settings:
+    """Load the settings for a process entry point; on error print one line and exit 1."""
+    try:
+        return load_settings()
+    except ConfigError as error:
+        print(f"{program}: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

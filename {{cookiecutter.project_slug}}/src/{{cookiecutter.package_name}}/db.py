@@ -1,0 +1,58 @@
+"""The database: one engine per process, one session per request (factors IV and VI)."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+
+EXTENSION_KEY = "database"
+
+
+class Database:
+    """The engine and session factory of one process, attached to its app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine: Engine = create_engine(
+            settings.database_url,
+            pool_pre_ping=True,
+            pool_size=settings.web_threads,
+            max_overflow=2,
+            connect_args={"connect_timeout": 5, "application_name": settings.release_id[:60]},
+        )
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        """Close every pooled connection, e.g. before a process forks."""
+        self.engine.dispose()
+
+
+def init_app(app: Flask, settings: Settings) -> Database:
+    """Create this process's engine and close each request's session when it ends."""
+    database = Database(settings)
+    app.extensions[EXTENSION_KEY] = database
+    app.teardown_appcontext(close_session)
+    return database
+
+
+def get_database() -> Database:
+    """The Database of the current app."""
+    database: Database = current_app.extensions[EXTENSION_KEY]
+    return database
+
+
+def get_session() -> Session:
+    """The session of the current request, opened on first use."""
+    if "db_session" not in g:
+        g.db_session = get_database().sessions()
+    session: Session = g.db_session
+    return session
+
+
+def close_session(_error: BaseException | None = None) -> None:
+    """Give the request's connection back to the pool, rolling back anything uncommitted."""
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()

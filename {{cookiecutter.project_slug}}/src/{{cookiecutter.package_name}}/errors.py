@@ -1,0 +1,89 @@
+"""Every error leaves as application/problem+json (RFC 9457): never HTML, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, current_app
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+logger = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    """An error the service reports to the caller as a problem document."""
+
+    def __init__(
+        self, status: int, detail: str, *, errors: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A problem+json response whose title is the standard phrase of its status."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_MIMETYPE
+    response.headers.update(headers or {})
+    return response
+
+
+def handle_problem(problem: Problem) -> Response:
+    """Report an error raised by the service's own code."""
+    return problem_response(problem.status, problem.detail, errors=problem.errors)
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    """Report a routing or protocol error (404, 405, 413, ...) with its own headers kept."""
+    status = error.code or 500
+    headers = {
+        name: value for name, value in error.get_headers() if name.lower() != "content-type"
+    }
+    return problem_response(status, error.description or HTTPStatus(status).description,
+                            headers=headers)
+
+
+def handle_database_unavailable(error: DBAPIError) -> Response:
+    """A backing service that is down is the caller's 503, not our 500."""
+    logger.warning("database unavailable: %s", type(error.orig).__name__)
+    return problem_response(
+        503,
+        "The database is not answering; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def handle_unexpected(error: Exception) -> Response:
+    """Log the traceback on our side and tell the caller only that something failed."""
+    logger.exception("unhandled error", exc_info=error)
+    return problem_response(500, "The server failed to complete the request.")
+
+
+def init_app(app: Flask) -> None:
+    """Install the handlers that turn every failure into a problem document."""
+    app.register_error_handler(Problem, handle_problem)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(Exception, handle_unexpected)

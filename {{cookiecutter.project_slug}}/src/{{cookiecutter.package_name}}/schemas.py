@@ -1,0 +1,123 @@
+"""The shapes of the API: they validate requests, serialise responses and make /openapi.json."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_serializer,
+    field_validator,
+)
+
+from .models import TITLE_MAX_LENGTH
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
+]
+
+PAGE_SIZE_DEFAULT = 20
+PAGE_SIZE_MAX = 100
+
+
+class Request(BaseModel):
+    """Base of request bodies: an unknown field is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TodoCreate(Request):
+    """Body of POST /api/todos."""
+
+    title: Title
+    done: StrictBool = False
+
+
+class TodoUpdate(Request):
+    """Body of PATCH /api/todos/<id>: only the fields given are changed."""
+
+    title: Title | None = None
+    done: StrictBool | None = None
+
+    @field_validator("title", "done", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
+
+
+class TodoListQuery(BaseModel):
+    """Query of GET /api/todos."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
+    cursor: str | None = Field(default=None, max_length=200, description="next_cursor of the page before")
+
+
+class TodoOut(BaseModel):
+    """A todo as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    done: bool
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+    @field_serializer("created_at", "updated_at")
+    def _as_utc(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class TodoPage(BaseModel):
+    """One page of todos, newest first, and the cursor of the next page (null on the last)."""
+
+    items: list[TodoOut]
+    next_cursor: str | None
+
+
+class FieldError(BaseModel):
+    """One rejected field of a request."""
+
+    field: str
+    message: str
+    type: str
+
+
+class ProblemOut(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class Health(BaseModel):
+    """Body of GET /healthz."""
+
+    status: str
+
+
+class Readiness(BaseModel):
+    """Body of GET /readyz: the overall status and each backing service's."""
+
+    status: str
+    checks: dict[str, str]
+
+
+class VersionOut(BaseModel):
+    """Body of GET /version."""
+
+    version: str
+    release: str

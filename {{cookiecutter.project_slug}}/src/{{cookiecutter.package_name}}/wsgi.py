@@ -1,0 +1,5 @@
+"""The WSGI entry point named by the Procfile's web line."""
+
+from . import create_app
+
+app = create_app()
