@@ -30,7 +30,9 @@ keepalive = settings.keepalive
 daemon = False
 pidfile = None
 control_socket_disable = True
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Worker heartbeats go to RAM, not to a disk that may be slow or read-only.
+HEARTBEAT_DIR = "/dev/shm"  # noqa: S108 - not a temporary file of ours
+worker_tmp_dir = HEARTBEAT_DIR if os.path.isdir(HEARTBEAT_DIR) else None
 
 # Logs (XI): access and error lines go to stdout as the same JSON events as the app's.
 accesslog = "-"
@@ -42,8 +44,7 @@ class JsonLogger(Logger):
     """Gunicorn's logger, writing through the application's logging configuration."""
 
     def setup(self, cfg: Any) -> None:
-        """Route gunicorn's own loggers to the shared stdout handler."""
-        super().setup(cfg)
+        """Send gunicorn's own loggers through the service's stdout handler, not their own."""
         configure_logging(settings)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .__about__ import __version__
 from . import cli, db, errors, health, openapi, request_ids, todos
+from .__about__ import __version__
 from .config import Settings, settings_or_exit
 from .logging import configure_logging
 

@@ -43,11 +43,9 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
-    response = current_app.json.response(body)
-    response.status_code = status
-    response.mimetype = PROBLEM_MIMETYPE
-    response.headers.update(headers or {})
-    return response
+    return Response(
+        current_app.json.dumps(body), status=status, headers=headers, mimetype=PROBLEM_MIMETYPE
+    )
 
 
 def handle_problem(problem: Problem) -> Response:
@@ -58,11 +56,9 @@ def handle_problem(problem: Problem) -> Response:
 def handle_http_exception(error: HTTPException) -> Response:
     """Report a routing or protocol error (404, 405, 413, ...) with its own headers kept."""
     status = error.code or 500
-    headers = {
-        name: value for name, value in error.get_headers() if name.lower() != "content-type"
-    }
-    return problem_response(status, error.description or HTTPStatus(status).description,
-                            headers=headers)
+    headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+    detail = error.description or HTTPStatus(status).description
+    return problem_response(status, detail, headers=headers)
 
 
 def handle_database_unavailable(error: DBAPIError) -> Response:

@@ -64,4 +64,3 @@ def configure_logging(settings: Settings) -> None:
         for old in list(server_logger.handlers):
             server_logger.removeHandler(old)
         server_logger.propagate = True
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, Response, jsonify
 from pydantic import ValidationError
 from spectree import SpecTree
 
@@ -16,12 +16,12 @@ VALIDATION_ERROR_STATUS = 422
 def reject_invalid_request(
     _request: Any,
     _response: Any,
-    validation_error: ValidationError | None,
+    validation_error: Exception | None,
     _instance: Any,
     _model_adapter: Any,
 ) -> None:
     """Turn spectree's validation failure into a problem document naming each field."""
-    if validation_error is None:
+    if not isinstance(validation_error, ValidationError):
         return
     errors = [
         {
@@ -51,7 +51,7 @@ blueprint = Blueprint("openapi", __name__)
 @blueprint.get("/openapi.json")
 def openapi_document() -> Response:
     """Serve the OpenAPI 3 document of the API."""
-    return current_app.json.response(api.spec)
+    return jsonify(api.spec)
 
 
 def init_app(app: Flask) -> None:

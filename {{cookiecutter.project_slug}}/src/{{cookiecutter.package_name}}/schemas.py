@@ -59,7 +59,9 @@ class TodoListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
-    cursor: str | None = Field(default=None, max_length=200, description="next_cursor of the page before")
+    cursor: str | None = Field(
+        default=None, max_length=200, description="next_cursor of the previous page"
+    )
 
 
 class TodoOut(BaseModel):

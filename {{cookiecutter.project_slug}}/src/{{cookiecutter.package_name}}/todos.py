@@ -97,9 +97,7 @@ def list_todos(query: TodoListQuery) -> TodoPage:
     rows = list(get_session().scalars(statement.limit(query.limit + 1)))
     page = rows[: query.limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > query.limit else None
-    return TodoPage(
-        items=[TodoOut.model_validate(todo) for todo in page], next_cursor=next_cursor
-    )
+    return TodoPage(items=[TodoOut.model_validate(todo) for todo in page], next_cursor=next_cursor)
 
 
 @blueprint.post("")

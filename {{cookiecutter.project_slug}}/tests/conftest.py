@@ -1,0 +1,87 @@
+"""Fixtures shared by every test: a fresh PostgreSQL database per run, the app and a client."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.config import Settings
+
+from .support import (
+    TEST_SECRET_KEY,
+    create_database,
+    drop_database,
+    migrate,
+)
+
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> URL:
+    """A URL of the PostgreSQL server the tests may create databases on."""
+    url = make_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
+    url = url.set(drivername="postgresql+psycopg2")
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError:
+        pytest.exit(
+            f"PostgreSQL does not answer at {url.render_as_string(hide_password=True)}: "
+            "start it, or set TEST_DATABASE_URL to a server where you may create databases.",
+            returncode=2,
+        )
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: URL) -> Iterator[str]:
+    """A database of this test run's own, with the schema the migrations make."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    create_database(admin_url, name)
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url, "head")
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    """Settings for the app under test, given explicitly rather than by the environment."""
+    return Settings(
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,
+        release_id="test-release",
+        log_format="json",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    """The application, with an empty todos table."""
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    yield application
+    database = application.extensions["database"]
+    with database.engine.begin() as connection:
+        connection.execute(text("TRUNCATE todos RESTART IDENTITY"))
+    database.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A client that sends requests to the app without a server."""
+    return app.test_client()

@@ -1,0 +1,193 @@
+"""Helpers for tests that run the real thing: databases, migrations and processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import URL, create_engine, text
+
+from {{ cookiecutter.package_name }}.config import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+TEST_SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
+
+
+def revised(settings: Settings, **changes: object) -> Settings:
+    """A validated copy of settings with some values changed."""
+    return Settings(**{**settings.model_dump(), **changes})
+
+
+def count_todos(database_url: str) -> int:
+    """How many todos a database holds, read with a connection of the test's own."""
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        total = connection.scalar(text("SELECT count(*) FROM todos"))
+    engine.dispose()
+    return int(total or 0)
+
+
+def create_database(admin_url: URL, name: str) -> None:
+    """Create an empty database on the server of admin_url."""
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+
+
+def drop_database(admin_url: URL, name: str) -> None:
+    """Drop a database, closing whatever connections are still open to it."""
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration for this project, pointed at one database."""
+    config = Config(PROJECT_ROOT / "alembic.ini")
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def migrate(database_url: str, revision: str) -> None:
+    """Upgrade (or, for 'base', downgrade) a database to a revision."""
+    config = alembic_config(database_url)
+    if revision == "base":
+        command.downgrade(config, revision)
+    else:
+        command.upgrade(config, revision)
+
+
+def procfile_command(process_type: str) -> list[str]:
+    """The command of one Procfile line, as an argument list."""
+    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
+        name, _, command_line = line.partition(":")
+        if name.strip() == process_type:
+            return command_line.split()
+    raise LookupError(f"the Procfile has no {process_type!r} line")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
+    """The environment a service process gets: this one's, with the service's variables set."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not re.fullmatch(r"(DATABASE_URL|SECRET_KEY)(_FILE)?|PORT|WEB_.*|LOG_.*", name)
+    }
+    environment.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY=TEST_SECRET_KEY,
+        PATH=f"{VENV_BIN}{os.pathsep}{environment.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        LOG_FORMAT="json",
+    )
+    environment.update(overrides)
+    return environment
+
+
+def run_process(
+    process_type: str, environment: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run a Procfile process to completion, as a platform would run a one-off."""
+    return subprocess.run(
+        procfile_command(process_type),
+        cwd=PROJECT_ROOT,
+        env=dict(environment),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    """GET a URL on this machine; the status and body, errors included."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], deadline: float = 30) -> None:
+    """Poll url until it answers 200, failing early if the process dies."""
+    stop_at = time.monotonic() + deadline
+    while time.monotonic() < stop_at:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process exited with {process.returncode} before serving")
+        with contextlib.suppress(OSError):
+            if http_get(url)[0] == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer 200 within {deadline} s")
+
+
+@dataclass
+class RunningService:
+    """A web process started by a test, and where its stdout and stderr go."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+
+    def stdout_lines(self) -> list[str]:
+        """What the process has printed on stdout so far, line by line."""
+        return self.stdout_path.read_text(encoding="utf-8").splitlines()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM a process we started, by its PID; SIGKILL it if it lingers. Its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
+@contextlib.contextmanager
+def web_process(environment: Mapping[str, str], log_dir: Path) -> Iterator[RunningService]:
+    """Start the Procfile's web process on a free port, serve, then stop it by its PID."""
+    port = free_port()
+    stdout_path, stderr_path = log_dir / f"web-{port}.out", log_dir / f"web-{port}.err"
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            procfile_command("web"),
+            cwd=PROJECT_ROOT,
+            env={**environment, "PORT": str(port)},
+            stdout=stdout,
+            stderr=stderr,
+        )
+    service = RunningService(f"http://127.0.0.1:{port}", process, stdout_path, stderr_path)
+    try:
+        wait_until_serving(f"{service.base_url}/healthz", process)
+        yield service
+    finally:
+        stop_process(process)
