@@ -18,8 +18,9 @@ from pydantic_settings import (
 # Variables whose value may instead come from a mounted file named by <NAME>_FILE.
 SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY")
 
-# Values that must never reach production as a SECRET_KEY.
-WEAK_SECRET_KEYS = frozenset({"changeme", "change-me", "secret", "dev", "development", "test"})
+# Placeholder words that mark a SECRET_KEY nobody generated.
+PLACEHOLDER_SECRET_WORDS = ("changeme", "change-me", "change_me", "replace-me", "your-secret")
+SECRET_KEY_MIN_LENGTH = 16
 
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgres")
 DRIVER_SCHEME = "postgresql+psycopg2"
@@ -108,10 +109,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strong_secret(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
-        if len(secret) < 16:
-            raise ValueError("must be at least 16 characters long")
-        if secret.lower() in WEAK_SECRET_KEYS:
-            raise ValueError("is a well-known placeholder; generate a random one")
+        if len(secret) < SECRET_KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {SECRET_KEY_MIN_LENGTH} random characters")
+        if len(set(secret)) < SECRET_KEY_MIN_LENGTH // 2 or any(
+            word in secret.lower() for word in PLACEHOLDER_SECRET_WORDS
+        ):
+            raise ValueError("looks like a placeholder; generate a random one")
         return value
 
 

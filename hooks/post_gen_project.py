@@ -1,0 +1,107 @@
+"""Shape the baked project to the answers, then say what to do next.
+
+Cookiecutter runs this from a temporary file inside the new project's directory.
+It only moves and deletes files there: no network, no git, no installs. Every
+step checks the state first, so running it again (as `cruft update` does) leaves
+the project as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+LICENSE_TEXTS = Path("licenses")
+LICENSE_FILE = Path("LICENSE")
+
+# Paths that belong to one option: (answer name, the values that keep the paths,
+# the paths). A path is removed when the answer is none of those values. Paths
+# are relative to the project root and may name `{package_name}`. For example:
+#     ("worker", ("celery",), ("src/{package_name}/worker.py",)),
+OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+
+
+class PostGenError(RuntimeError):
+    """The baked tree is not in a state this hook knows how to finish."""
+
+
+def install_license(answers: Mapping[str, object], root: Path) -> None:
+    """Make the chosen text the project's LICENSE and drop the others."""
+    texts = root / LICENSE_TEXTS
+    if not texts.is_dir():
+        if (root / LICENSE_FILE).is_file():
+            return
+        raise PostGenError(
+            f"neither {LICENSE_TEXTS}/ nor {LICENSE_FILE} exists in {root}; "
+            "bake the project again from the template."
+        )
+    chosen = texts / f"{answers['license']}.txt"
+    if not chosen.is_file():
+        raise PostGenError(
+            f"the template has no license text {chosen.name} "
+            f"for license {answers['license']!r}."
+        )
+    chosen.replace(root / LICENSE_FILE)
+    shutil.rmtree(texts)
+
+
+def unchosen_paths(
+    answers: Mapping[str, object],
+    table: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...],
+) -> list[Path]:
+    """List the paths of options the answers did not choose, in table order."""
+    paths: list[Path] = []
+    for option, keeping_values, option_paths in table:
+        if str(answers.get(option, "")) in keeping_values:
+            continue
+        paths.extend(Path(path.format_map(answers)) for path in option_paths)
+    return paths
+
+
+def remove_paths(paths: list[Path], root: Path) -> None:
+    """Delete each path under root; one already gone is fine."""
+    for path in paths:
+        target = root / path
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
+def next_steps(answers: Mapping[str, object]) -> str:
+    """The commands that take a fresh project to a running, tested service."""
+    return "\n".join(
+        (
+            "",
+            f"Created {answers['project_slug']}/. Next steps:",
+            "",
+            f"    cd {answers['project_slug']}",
+            "    make install            # .venv with the locked dependencies",
+            "    cp .env.example .env    # local settings; never commit .env",
+            "    make migrate            # apply the database migrations",
+            "    make run                # the web process, on $PORT from .env",
+            "    make test               # the test suite, against PostgreSQL",
+            "",
+        )
+    )
+
+
+def main(answers: Mapping[str, object], root: Path) -> int:
+    """Finish the project in root and print the next steps."""
+    try:
+        install_license(answers, root)
+        remove_paths(unchosen_paths(answers, OPTIONAL_PATHS), root)
+    except PostGenError as problem:
+        print(f"\nERROR: {problem}\n", file=sys.stderr)
+        return 1
+    print(next_steps(answers))
+    return 0
+
+
+if __name__ == "__main__":
+    # Jinja's tojson escapes quotes inside strings and never emits two string
+    # tokens side by side, so the rendered JSON cannot close this raw literal early.
+    sys.exit(main(json.loads(r"""{{ cookiecutter | tojson }}"""), Path.cwd()))

@@ -1,0 +1,42 @@
+"""Fixtures for the template's tests: a reachable PostgreSQL and a private cookiecutter config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg2
+import pytest
+from harness import DEFAULT_TEST_DATABASE_URL, write_cookiecutter_config
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be printed: any password replaced by stars."""
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@pytest.fixture(scope="session")
+def test_database_url() -> str:
+    """The PostgreSQL the baked suites run against; stop the whole run if it does not answer."""
+    url = os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        pytest.exit(
+            f"PostgreSQL does not answer at {_without_password(url)} ({reason}): start "
+            "PostgreSQL on 127.0.0.1:5432 or set TEST_DATABASE_URL to a server you can use.",
+            returncode=1,
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cookiecutter config whose replay files stay in the test's temporary directory."""
+    return write_cookiecutter_config(tmp_path_factory.mktemp("cookiecutter-user"))

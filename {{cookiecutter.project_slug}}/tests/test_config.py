@@ -1,0 +1,173 @@
+"""Configuration comes from the environment alone and is checked before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.config import ConfigError, Settings, load_settings
+
+from .support import PROJECT_ROOT, TEST_SECRET_KEY, procfile_command, service_environment
+
+GOOD_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+SERVICE_VARIABLES = [
+    *(name.upper() for name in Settings.model_fields),
+    "DATABASE_URL_FILE",
+    "SECRET_KEY_FILE",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Start each test with none of the service's variables set, then set the required ones."""
+    for name in SERVICE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", GOOD_URL)
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+    return monkeypatch
+
+
+def config_error(monkeypatch: pytest.MonkeyPatch, **variables: str | None) -> str:
+    """Set or unset variables, load the settings, and return the error message."""
+    for name, value in variables.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    return str(caught.value)
+
+
+def test_defaults_apply_when_only_the_required_variables_are_set() -> None:
+    settings = load_settings()
+    assert settings.port == 8000
+    assert settings.log_format == "json"
+    assert settings.max_content_length == 1024 * 1024
+    assert settings.secret_key.get_secret_value() == TEST_SECRET_KEY
+
+
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "SECRET_KEY"])
+def test_a_missing_required_variable_is_named(
+    clean_environment: pytest.MonkeyPatch, variable: str
+) -> None:
+    message = config_error(clean_environment, **{variable: None})
+    assert message == f"{variable} is required but not set"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("DATABASE_URL", "mysql://root@localhost/db", "PostgreSQL URL"),
+        ("DATABASE_URL", "not a url", "PostgreSQL URL"),
+        ("PORT", "eighty", "integer"),
+        ("PORT", "70000", "65535"),
+        ("WEB_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("LOG_FORMAT", "xml", "'json' or 'console'"),
+        ("LOG_LEVEL", "loud", "'DEBUG'"),
+        ("MAX_CONTENT_LENGTH", "lots", "integer"),
+    ],
+)
+def test_a_malformed_variable_is_named_with_what_is_accepted(
+    clean_environment: pytest.MonkeyPatch, variable: str, value: str, accepted: str
+) -> None:
+    message = config_error(clean_environment, **{variable: value})
+    assert message.startswith(f"{variable} ")
+    assert accepted in message
+
+
+@pytest.mark.parametrize("secret", ["short", "please-changeme-later", "a" * 40])
+def test_a_weak_secret_key_is_refused_without_echoing_it(
+    clean_environment: pytest.MonkeyPatch, secret: str
+) -> None:
+    message = config_error(clean_environment, SECRET_KEY=secret)
+    assert message.startswith("SECRET_KEY ")
+    assert secret not in message
+
+
+def test_heroku_style_postgres_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://user:pw@db.internal:5432/app")
+    assert load_settings().database_url == "postgresql+psycopg2://user:pw@db.internal:5432/app"
+
+
+def test_secrets_can_be_read_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret_key"
+    secret_file.write_text("a-secret-mounted-as-a-file\n")
+    url_file = tmp_path / "database_url"
+    url_file.write_text("postgresql://app@db/app\n")
+    monkeypatch.delenv("SECRET_KEY")
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("SECRET_KEY_FILE", str(secret_file))
+    monkeypatch.setenv("DATABASE_URL_FILE", str(url_file))
+    settings = load_settings()
+    assert settings.secret_key.get_secret_value() == "a-secret-mounted-as-a-file"
+    assert settings.database_url == "postgresql+psycopg2://app@db/app"
+
+
+def test_a_variable_and_its_file_form_together_are_refused(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "secret_key"
+    secret_file.write_text("another-secret-from-a-file")
+    message = config_error(clean_environment, SECRET_KEY_FILE=str(secret_file))
+    assert message == "set SECRET_KEY or SECRET_KEY_FILE, not both"
+
+
+def test_an_unreadable_secret_file_is_named(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    message = config_error(
+        clean_environment, SECRET_KEY=None, SECRET_KEY_FILE=str(tmp_path / "missing")
+    )
+    assert message.startswith("SECRET_KEY_FILE names a file that cannot be read")
+
+
+def test_a_dotenv_file_is_never_read(clean_environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"PORT=1234\nSECRET_KEY={TEST_SECRET_KEY}\n")
+    clean_environment.chdir(tmp_path)
+    assert load_settings().port == 8000
+
+
+@pytest.mark.parametrize(
+    ("process_type", "program"),
+    [("web", "gunicorn"), ("release", "alembic")],
+)
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "SECRET_KEY"])
+def test_processes_stop_at_once_with_one_line_naming_a_missing_variable(
+    database_url: str, process_type: str, program: str, variable: str
+) -> None:
+    environment = service_environment(database_url)
+    del environment[variable]
+    result = subprocess.run(
+        procfile_command(process_type),
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{program}: configuration error: {variable} is required but not set"
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_process_never_prints_the_secret_it_was_given(database_url: str) -> None:
+    secret = "do-not-print-me-0123456789"  # noqa: S105 - a value the test must not see
+    environment = service_environment(database_url, SECRET_KEY=secret, PORT="not-a-port")
+    result = subprocess.run(
+        procfile_command("web"),
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "PORT" in result.stderr
+    assert secret not in result.stdout + result.stderr
