@@ -77,14 +77,14 @@ def write_cookiecutter_config(directory: Path) -> Path:
 
 
 def run_cookiecutter(
-    *arguments: str, output_dir: Path, config_file: Path
+    *arguments: str, output_dir: Path, config_file: Path, no_input: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run the cookiecutter command line on the template, as a user would."""
     command = [
         sys.executable,
         "-m",
         "cookiecutter",
-        "--no-input",
+        *(["--no-input"] if no_input else []),
         "--config-file",
         str(config_file),
         "--output-dir",

@@ -116,6 +116,7 @@ def test_unsupported_choice_in_a_replay_file_is_refused_by_the_hook(
         str(replay_file),
         output_dir=output_dir,
         config_file=cookiecutter_config,
+        no_input=False,
     )
     assert result.returncode != 0
     assert "ERROR: python_version '3.10' is not supported" in result.stderr

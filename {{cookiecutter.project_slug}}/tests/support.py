@@ -25,7 +25,7 @@ from {{ cookiecutter.package_name }}.config import Settings
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
-TEST_SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
 
 
 def revised(settings: Settings, **changes: object) -> Settings:

@@ -157,7 +157,7 @@ def test_processes_stop_at_once_with_one_line_naming_a_missing_variable(
 
 
 def test_a_process_never_prints_the_secret_it_was_given(database_url: str) -> None:
-    secret = "do-not-print-me-0123456789"  # noqa: S105 - a value the test must not see
+    secret = "do-not-print-me-0123456789"
     environment = service_environment(database_url, SECRET_KEY=secret, PORT="not-a-port")
     result = subprocess.run(
         procfile_command("web"),

@@ -1,0 +1,195 @@
+"""Baked projects install, lint and pass their own test suite, through their own Makefile."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import (
+    TEMPLATE_DIR,
+    BakedProject,
+    choices,
+    describe_failure,
+    find_interpreter,
+    interpreter_candidates,
+    make_env,
+    run_make,
+)
+
+pytestmark = pytest.mark.baked
+
+PYTHON_VERSIONS = choices("python_version")
+DEFAULT_PYTHON = PYTHON_VERSIONS[0]
+
+# Answers that change names and texts but not the dependencies: each is linted in
+# the default Python's already-installed .venv instead of installing its own.
+LINT_VARIANTS = [
+    pytest.param({"project_name": "Café Zürich Ñandú"}, id="non-ascii-name"),
+    pytest.param(
+        {"project_name": "O'Brien's \"Quoted\" Service", "author_name": "Renée O'Connor"},
+        id="quotes-and-apostrophes",
+    ),
+    pytest.param({"description": r"Stores C:\todo\lists: one per user \ fast"}, id="backslash"),
+    *(
+        pytest.param({"license": name}, id=f"license-{name}")
+        for name in choices("license")[1:]
+    ),
+    *(
+        pytest.param({"postgres_version": version}, id=f"postgres-{version}")
+        for version in choices("postgres_version")[1:]
+    ),
+]
+
+FAILING_TEST = '''
+def test_harness_sees_this_failure() -> None:
+    """Put here by the template's tests to prove a broken project fails `make test`."""
+    assert 1 + 1 == 3
+'''
+
+
+def _uv_cache_dir(tools_dir: Path) -> str:
+    """One uv cache for every bake: the caller's, or uv's own default location."""
+    uv = shutil.which("uv", path=str(tools_dir)) or shutil.which("uv")
+    if uv is None:
+        return ""
+    answer = subprocess.run(
+        [uv, "cache", "dir"], capture_output=True, text=True, check=False, timeout=60
+    )
+    return answer.stdout.strip()
+
+
+def _lock_digest(project: Path) -> str:
+    """What an installed .venv depends on besides the Python version."""
+    return hashlib.sha256((project / "requirements-dev.lock").read_bytes()).hexdigest()
+
+
+def _check(project: BakedProject, *arguments: str) -> None:
+    """Run a make target and fail with the tail of its output if it does not succeed."""
+    result = project.make(*arguments)
+    if result.returncode != 0:
+        pytest.fail(describe_failure(project.path, arguments, result), pytrace=False)
+
+
+class Bakery:
+    """Bakes and installs one project per Python version, once per session."""
+
+    def __init__(
+        self, cookies: Any, tmp_path_factory: pytest.TempPathFactory, database_url: str
+    ) -> None:
+        self._cookies = cookies
+        self._tmp = tmp_path_factory
+        self._database_url = database_url
+        self._tools_dir = Path(sys.executable).parent
+        self._uv_cache_dir = _uv_cache_dir(self._tools_dir)
+        self._installed: dict[str, BakedProject] = {}
+
+    def env(self, python_version: str) -> dict[str, str]:
+        """The environment for make in a project of that Python version."""
+        mypy_cache = self._tmp.getbasetemp() / f"mypy-cache-{python_version}"
+        mypy_cache.mkdir(exist_ok=True)
+        env = make_env(
+            tools_dir=self._tools_dir,
+            uv_cache_dir=self._uv_cache_dir,
+            mypy_cache_dir=mypy_cache,
+            database_url=self._database_url,
+        )
+        if not self._uv_cache_dir:
+            del env["UV_CACHE_DIR"]
+        return env
+
+    def bake(self, **answers: str) -> Path:
+        """Bake the template with these answers and return the project directory."""
+        result = self._cookies.bake(extra_context=answers, template=str(TEMPLATE_DIR))
+        if result.exception is not None:
+            pytest.fail(f"baking {answers} failed: {result.exception!r}", pytrace=False)
+        return Path(result.project_path)
+
+    def interpreter(self, python_version: str) -> str:
+        """A working interpreter of that version, or skip saying where we looked."""
+        interpreter = find_interpreter(python_version)
+        if interpreter is None:
+            looked = ", ".join(interpreter_candidates(python_version)) or "nowhere usable"
+            pytest.skip(
+                f"no working Python {python_version}: looked for python{python_version} on PATH "
+                f"and under pyenv's versions/{python_version}* ({looked}); install it "
+                f"(e.g. `pyenv install {python_version}`) to bake and test that choice"
+            )
+        return interpreter
+
+    def install(self, python_version: str, **answers: str) -> BakedProject:
+        """Bake a project and run its own `make install` with the chosen interpreter."""
+        interpreter = self.interpreter(python_version)
+        path = self.bake(python_version=python_version, **answers)
+        project = BakedProject(path, python_version, interpreter, self.env(python_version))
+        _check(project, "install", f"PYTHON={interpreter}")
+        return project
+
+    def installed(self, python_version: str) -> BakedProject:
+        """The session's installed default project for that Python version."""
+        if python_version not in self._installed:
+            self._installed[python_version] = self.install(python_version)
+        return self._installed[python_version]
+
+
+@pytest.fixture(scope="session")
+def bakery(
+    cookies_session: Any, tmp_path_factory: pytest.TempPathFactory, test_database_url: str
+) -> Bakery:
+    """Bakes and installs projects, sharing what can be shared across the session."""
+    return Bakery(cookies_session, tmp_path_factory, test_database_url)
+
+
+@pytest.mark.parametrize("python_version", PYTHON_VERSIONS, ids=lambda v: f"python-{v}")
+def test_make_install_builds_the_venv(bakery: Bakery, python_version: str) -> None:
+    project = bakery.installed(python_version)
+    version = subprocess.run(
+        [str(project.path / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert version.stdout.startswith(f"{python_version}.")
+
+
+@pytest.mark.parametrize("python_version", PYTHON_VERSIONS, ids=lambda v: f"python-{v}")
+def test_make_lint_passes(bakery: Bakery, python_version: str) -> None:
+    _check(bakery.installed(python_version), "lint")
+
+
+@pytest.mark.parametrize("python_version", PYTHON_VERSIONS, ids=lambda v: f"python-{v}")
+def test_make_test_passes(bakery: Bakery, python_version: str) -> None:
+    _check(bakery.installed(python_version), "test")
+
+
+@pytest.mark.parametrize("variant", LINT_VARIANTS)
+def test_variant_passes_lint(bakery: Bakery, variant: dict[str, str]) -> None:
+    installed = bakery.installed(DEFAULT_PYTHON)
+    path = bakery.bake(**variant)
+    project = BakedProject(path, DEFAULT_PYTHON, installed.interpreter, installed.env)
+    if _lock_digest(path) == _lock_digest(installed.path):
+        # Same Python, same lock: borrow the installed .venv (and mypy's warm cache of
+        # its libraries); --old-file stops make from reinstalling into the borrowed one.
+        (path / ".venv").symlink_to(installed.path / ".venv", target_is_directory=True)
+        _check(project, "--old-file=.venv/.installed", "lint")
+    else:
+        _check(project, "install", f"PYTHON={installed.interpreter}")
+        _check(project, "lint")
+
+
+def test_harness_fails_when_the_baked_suite_fails(bakery: Bakery) -> None:
+    project = bakery.install(DEFAULT_PYTHON)
+    (project.path / "tests" / "test_harness_failure.py").write_text(FAILING_TEST)
+    # Run only the planted test, so proving the harness costs seconds, not a whole suite.
+    env = {**project.env, "PYTEST_ADDOPTS": "-k test_harness_sees_this_failure"}
+    result = run_make(project.path, "test", env=env)
+    assert result.returncode != 0
+    report = describe_failure(project.path, ("test",), result)
+    assert "test_harness_sees_this_failure" in report
+    assert "1 failed" in report
+    with pytest.raises(pytest.fail.Exception, match="exited"):
+        _check(BakedProject(project.path, DEFAULT_PYTHON, project.interpreter, env), "test")
