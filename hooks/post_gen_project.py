@@ -41,8 +41,7 @@ def install_license(answers: Mapping[str, object], root: Path) -> None:
     chosen = texts / f"{answers['license']}.txt"
     if not chosen.is_file():
         raise PostGenError(
-            f"the template has no license text {chosen.name} "
-            f"for license {answers['license']!r}."
+            f"the template has no license text {chosen.name} for license {answers['license']!r}."
         )
     chosen.replace(root / LICENSE_FILE)
     shutil.rmtree(texts)

@@ -96,7 +96,7 @@ VERSION_PATTERN = re.compile(
 )
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswerError(ValueError):
     """An answer the template cannot turn into a working project."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -116,7 +116,7 @@ def _check_single_line(field: str, value: str) -> None:
     """Refuse newlines and other control characters in a free-text answer."""
     bad = _first_control_character(value)
     if bad is not None:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             field,
             f"contains the control character {bad!r}; "
             "use a single line of printable text without tabs or newlines.",
@@ -126,16 +126,14 @@ def _check_single_line(field: str, value: str) -> None:
 def check_project_name(value: str) -> None:
     """The project name is free text, but it must say something on one line."""
     if not value.strip():
-        raise InvalidAnswer(
-            "project_name", "is empty; give a name such as 'My Service'."
-        )
+        raise InvalidAnswerError("project_name", "is empty; give a name such as 'My Service'.")
     _check_single_line("project_name", value)
 
 
 def check_project_slug(value: str) -> None:
     """The slug names the directory and the distribution."""
     if SLUG_PATTERN.fullmatch(value) is None:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "project_slug",
             f"{value!r} is not accepted; use lowercase ASCII letters and digits "
             "in words joined by single hyphens, starting with a letter, "
@@ -155,25 +153,24 @@ def check_package_name(value: str) -> None:
     """The package name must import cleanly and hide no other module."""
     suggestion = _suggest_package_name(value)
     if PACKAGE_PATTERN.fullmatch(value) is None or not value.isidentifier():
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "package_name",
             f"{value!r} is not accepted; use lowercase ASCII letters, digits and "
             f"underscores, starting with a letter, such as {suggestion!r}.",
         )
     if keyword.iskeyword(value) or value in SOFT_KEYWORDS:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "package_name",
-            f"{value!r} is a Python keyword; choose another name such as "
-            f"{suggestion!r}.",
+            f"{value!r} is a Python keyword; choose another name such as {suggestion!r}.",
         )
     if value in sys.stdlib_module_names:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "package_name",
             f"{value!r} shadows the standard library module {value!r}; "
             f"choose another name such as {suggestion!r}.",
         )
     if value in TAKEN_MODULE_NAMES:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "package_name",
             f"{value!r} shadows the {value!r} module the service or its tools "
             f"depend on; choose another name such as {suggestion!r}.",
@@ -183,7 +180,7 @@ def check_package_name(value: str) -> None:
 def check_author_name(value: str) -> None:
     """The author is the copyright holder, so the name must be there."""
     if not value.strip():
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "author_name",
             "is empty; give the person or organisation that holds the copyright.",
         )
@@ -193,7 +190,7 @@ def check_author_name(value: str) -> None:
 def check_author_email(value: str) -> None:
     """The address goes into package metadata, which tools parse."""
     if EMAIL_PATTERN.fullmatch(value) is None:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "author_email",
             f"{value!r} does not look like an e-mail address; use one '@', "
             "a dotted domain and no spaces, such as 'you@example.com'.",
@@ -208,7 +205,7 @@ def check_description(value: str) -> None:
 def check_version(value: str) -> None:
     """The version must be one that packaging tools accept unchanged."""
     if VERSION_PATTERN.fullmatch(value) is None:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             "version",
             f"{value!r} is not a canonical PEP 440 version; use a form such as "
             "'0.1.0', '1.0.0rc1', '1.0.0.post1' or '2.0.0.dev3'.",
@@ -219,7 +216,7 @@ def check_choice(field: str, value: str) -> None:
     """A choice must be one the template can render."""
     accepted = SUPPORTED_CHOICES[field]
     if value not in accepted:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             field,
             f"{value!r} is not supported; choose one of {', '.join(accepted)}.",
         )
@@ -247,7 +244,7 @@ def main(answers: Mapping[str, object]) -> int:
     """Print one line for the first bad answer and return the exit status."""
     try:
         validate(answers)
-    except InvalidAnswer as refusal:
+    except InvalidAnswerError as refusal:
         print(f"\nERROR: {refusal}\n", file=sys.stderr)
         return 1
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+
 from harness import DEFAULT_TEST_DATABASE_URL, write_cookiecutter_config
 
 

@@ -91,7 +91,7 @@ def run_cookiecutter(
         str(output_dir),
         *arguments,
     ]
-    return subprocess.run(  # noqa: S603 - a fixed command line built above
+    return subprocess.run(
         command,
         capture_output=True,
         text=True,
@@ -129,7 +129,7 @@ def pyenv_root() -> Path | None:
     """Where pyenv keeps its interpreters, asking pyenv itself first."""
     if shutil.which("pyenv"):
         answer = subprocess.run(
-            ["pyenv", "root"],  # noqa: S607 - pyenv is looked up on PATH on purpose
+            ["pyenv", "root"],
             capture_output=True,
             text=True,
             check=False,
@@ -151,7 +151,7 @@ def _version_key(path: Path) -> tuple[int, ...]:
 def _runs_as(interpreter: str, version: str) -> bool:
     """Whether the interpreter starts and is the wanted X.Y (pyenv shims may not)."""
     try:
-        answer = subprocess.run(  # noqa: S603 - the interpreter path is ours to probe
+        answer = subprocess.run(
             [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
             capture_output=True,
             text=True,
@@ -228,8 +228,8 @@ def run_make(
     project: Path, *arguments: str, env: dict[str, str], timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
     """Run make in a baked project and keep everything it printed."""
-    return subprocess.run(  # noqa: S603 - make with arguments chosen by the tests
-        ["make", "--no-print-directory", *arguments],  # noqa: S607 - make from PATH, as a user runs it
+    return subprocess.run(
+        ["make", "--no-print-directory", *arguments],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,

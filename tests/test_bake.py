@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from harness import TEMPLATE_DIR, choices, text_files
 
 QUOTED_NAME = "O'Brien's \"Quoted\" Service"

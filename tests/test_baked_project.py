@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness import (
     TEMPLATE_DIR,
     BakedProject,
@@ -35,10 +36,7 @@ LINT_VARIANTS = [
         id="quotes-and-apostrophes",
     ),
     pytest.param({"description": r"Stores C:\todo\lists: one per user \ fast"}, id="backslash"),
-    *(
-        pytest.param({"license": name}, id=f"license-{name}")
-        for name in choices("license")[1:]
-    ),
+    *(pytest.param({"license": name}, id=f"license-{name}") for name in choices("license")[1:]),
     *(
         pytest.param({"postgres_version": version}, id=f"postgres-{version}")
         for version in choices("postgres_version")[1:]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness import (
     TEMPLATE_DIR,
     answers,
@@ -86,7 +87,10 @@ def test_hook_refusal_is_one_line_starting_with_error(
     output_dir: Path, cookiecutter_config: Path
 ) -> None:
     result = run_cookiecutter(
-        str(TEMPLATE_DIR), "package_name=flask", output_dir=output_dir, config_file=cookiecutter_config
+        str(TEMPLATE_DIR),
+        "package_name=flask",
+        output_dir=output_dir,
+        config_file=cookiecutter_config,
     )
     refusals = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
     assert refusals == [
@@ -186,7 +190,7 @@ def test_check_accepts(check: Any, value: str) -> None:
 @pytest.mark.parametrize(("check", "value"), BAD_VALUES)
 def test_check_refuses_naming_the_field(check: Any, value: str) -> None:
     field = check.__name__.removeprefix("check_")
-    with pytest.raises(pre_gen.InvalidAnswer) as refusal:
+    with pytest.raises(pre_gen.InvalidAnswerError) as refusal:
         check(value)
     assert refusal.value.field == field
     assert str(refusal.value).startswith(f"{field} ")
@@ -205,7 +209,7 @@ def test_hook_choices_are_those_of_cookiecutter_json(field: str) -> None:
 
 @pytest.mark.parametrize("field", sorted(pre_gen.SUPPORTED_CHOICES))
 def test_check_choice_refuses_an_unknown_value(field: str) -> None:
-    with pytest.raises(pre_gen.InvalidAnswer, match=f"^{field} 'nope' is not supported"):
+    with pytest.raises(pre_gen.InvalidAnswerError, match=f"^{field} 'nope' is not supported"):
         pre_gen.check_choice(field, "nope")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -70,4 +69,3 @@ class JsonLogger(Logger):
 
 
 logger_class = JsonLogger
-logging.captureWarnings(True)

@@ -20,7 +20,8 @@ class Database:
             pool_pre_ping=True,
             pool_size=settings.web_threads,
             max_overflow=2,
-            connect_args={"connect_timeout": 5, "application_name": settings.release_id[:60]},
+            # Fail fast, so a database that is down yields a 503 rather than a hung worker.
+            connect_args={"connect_timeout": 5},
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 

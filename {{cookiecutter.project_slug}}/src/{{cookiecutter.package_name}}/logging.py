@@ -58,6 +58,7 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    logging.captureWarnings(True)
 
     for name in SERVER_LOGGERS:
         server_logger = logging.getLogger(name)

@@ -1,0 +1,51 @@
+# The template's own commands. On a fresh clone `make test` is all you need:
+# it builds .venv from the lock, then bakes and tests every supported answer.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null)
+# Where `make bake` writes the project; cookiecutter refuses to overwrite one already there.
+OUT ?= build
+# Extra answers for `make bake`, e.g. ARGS='project_name="Shop API" license=Apache-2.0'.
+ARGS ?=
+
+export UV_PYTHON_DOWNLOADS := never
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint format bake lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Create .venv with the template's locked test tools
+
+$(VENV)/.installed: requirements-dev.lock
+ifdef UV
+	uv venv --allow-existing --python "$(PYTHON)" $(VENV)
+	uv pip install --python $(BIN)/python --require-hashes -r requirements-dev.lock
+else
+	"$(PYTHON)" -m venv $(VENV)
+	$(BIN)/python -m pip install --require-hashes -r requirements-dev.lock
+endif
+	@touch $@
+
+test: install ## Bake every supported answer and run the hooks', bakes' and baked projects' tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install ## Check the hooks and the template tests with ruff
+	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff format --check hooks tests
+
+format: install ## Fix what ruff can fix in the hooks and the template tests
+	$(BIN)/ruff check --fix hooks tests
+	$(BIN)/ruff format hooks tests
+
+bake: install ## Bake the default project into $(OUT)/ (answers can be changed with ARGS=...)
+	$(BIN)/cookiecutter --no-input --output-dir "$(OUT)" . $(ARGS)
+
+lock: ## Re-resolve requirements-dev.lock after changing requirements-dev.in
+	uv pip compile --quiet --universal --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.lock
+
+clean: ## Remove .venv, build/ and the caches
+	rm -rf $(VENV) build .pytest_cache .ruff_cache
