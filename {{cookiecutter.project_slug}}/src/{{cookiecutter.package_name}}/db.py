@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
 
 EXTENSION_KEY = "database"
+# app.extensions[READINESS_CHECKS] maps a backing service's name to a function that
+# raises if the service does not answer; GET /readyz runs them all.
+READINESS_CHECKS = "readiness_checks"
 
 
 class Database:
@@ -25,6 +28,11 @@ class Database:
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
     def dispose(self) -> None:
         """Close every pooled connection, e.g. before a process forks."""
         self.engine.dispose()
@@ -34,6 +42,7 @@ def init_app(app: Flask, settings: Settings) -> Database:
     """Create this process's engine and close each request's session when it ends."""
     database = Database(settings)
     app.extensions[EXTENSION_KEY] = database
+    app.extensions.setdefault(READINESS_CHECKS, {})["database"] = database.ping
     app.teardown_appcontext(close_session)
     return database
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType
 
 from pythonjsonlogger.json import JsonFormatter
 
 from .config import Settings
 
-# The id of the request being served, stamped on every line logged while serving it.
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Fields stamped on every line logged while serving one request (or running one task).
+log_context: ContextVar[Mapping[str, str | None]] = ContextVar(
+    "log_context", default=MappingProxyType({})
+)
 
 CONSOLE_FORMAT = "%(asctime)s %(levelname)-8s %(name)s [%(request_id)s] %(message)s"
 
@@ -20,7 +24,7 @@ SERVER_LOGGERS = ("gunicorn", "gunicorn.error", "gunicorn.access", "werkzeug")
 
 
 class ContextFilter(logging.Filter):
-    """Adds the release and the current request id to every record."""
+    """Adds the release and the fields of the current log context to every record."""
 
     def __init__(self, release: str) -> None:
         super().__init__()
@@ -28,10 +32,21 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the record; never drop it."""
-        if getattr(record, "request_id", None) is None:
-            record.request_id = request_id_var.get()
+        for name, value in {"request_id": None, **log_context.get()}.items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
         record.release = self.release
         return True
+
+
+def bind_log_context(**fields: str | None) -> Token[Mapping[str, str | None]]:
+    """Stamp these fields on every line logged from here until the token is reset."""
+    return log_context.set({**log_context.get(), **fields})
+
+
+def reset_log_context(token: Token[Mapping[str, str | None]]) -> None:
+    """Stop stamping the fields bound with this token."""
+    log_context.reset(token)
 
 
 def json_formatter() -> logging.Formatter:

@@ -7,7 +7,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from .logging import request_id_var
+from .logging import bind_log_context, reset_log_context
 
 HEADER = "X-Request-ID"
 
@@ -20,7 +20,7 @@ def assign_request_id() -> None:
     candidate = request.headers.get(HEADER, "")
     request_id = candidate if SANE_REQUEST_ID.fullmatch(candidate) else uuid.uuid4().hex
     g.request_id = request_id
-    g.request_id_token = request_id_var.set(request_id)
+    g.log_context_token = bind_log_context(request_id=request_id)
 
 
 def echo_request_id(response: Response) -> Response:
@@ -31,9 +31,9 @@ def echo_request_id(response: Response) -> Response:
 
 def forget_request_id(_error: BaseException | None = None) -> None:
     """Stop stamping log lines with this request's id."""
-    token = g.pop("request_id_token", None)
+    token = g.pop("log_context_token", None)
     if token is not None:
-        request_id_var.reset(token)
+        reset_log_context(token)
 
 
 def init_app(app: Flask) -> None:
