@@ -19,9 +19,25 @@ LICENSE_FILE = Path("LICENSE")
 
 # Paths that belong to one option: (answer name, the values that keep the paths,
 # the paths). A path is removed when the answer is none of those values. Paths
-# are relative to the project root and may name `{package_name}`. For example:
-#     ("worker", ("celery",), ("src/{package_name}/worker.py",)),
-OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
+# are relative to the project root and may name `{package_name}`.
+OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "worker",
+        ("celery",),
+        (
+            "src/{package_name}/archive.py",
+            "src/{package_name}/tasks.py",
+            "src/{package_name}/worker.py",
+            "migrations/versions/20261129_0002_archive_todos.py",
+            "tests/test_worker.py",
+        ),
+    ),
+)
+
+# Lock files of answers whose dependencies differ from the default's: (answer name,
+# value, folder under LOCK_VARIANTS). The chosen folder's locks replace the default ones.
+LOCK_VARIANTS = Path("locks")
+VARIANT_LOCKS: tuple[tuple[str, str, str], ...] = (("worker", "celery", "worker-celery"),)
 
 
 class PostGenError(RuntimeError):
@@ -45,6 +61,18 @@ def install_license(answers: Mapping[str, object], root: Path) -> None:
         )
     chosen.replace(root / LICENSE_FILE)
     shutil.rmtree(texts)
+
+
+def install_locks(answers: Mapping[str, object], root: Path) -> None:
+    """Put the locks of the chosen answers in place of the default ones; drop the rest."""
+    variants = root / LOCK_VARIANTS
+    if not variants.is_dir():
+        return
+    for option, value, folder in VARIANT_LOCKS:
+        if str(answers.get(option, "")) == value:
+            for lock in sorted((variants / folder).glob("*.lock")):
+                lock.replace(root / lock.name)
+    shutil.rmtree(variants)
 
 
 def unchosen_paths(
@@ -79,7 +107,7 @@ def next_steps(answers: Mapping[str, object]) -> str:
             "",
             f"    cd {answers['project_slug']}",
             "    make install            # .venv with the locked dependencies",
-            "    cp .env.example .env    # local settings; never commit .env",
+            "    make .env               # local settings with a fresh SECRET_KEY; never commit .env",
             "    make migrate            # apply the database migrations",
             "    make run                # the web process, on $PORT from .env",
             "    make test               # the test suite, against PostgreSQL",
@@ -92,6 +120,7 @@ def main(answers: Mapping[str, object], root: Path) -> int:
     """Finish the project in root and print the next steps."""
     try:
         install_license(answers, root)
+        install_locks(answers, root)
         remove_paths(unchosen_paths(answers, OPTIONAL_PATHS), root)
     except PostGenError as problem:
         print(f"\nERROR: {problem}\n", file=sys.stderr)

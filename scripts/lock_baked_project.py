@@ -19,26 +19,39 @@ PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
 # The oldest Python the template offers: a universal lock resolved for it serves them all.
 LOWEST_PYTHON = "3.11"
 LOCKS = {"requirements.lock": [], "requirements-dev.lock": ["--group", "dev"]}
+# Answers that change the dependencies, and where their locks wait in the template; the
+# post-gen hook moves the chosen variant's locks into place.
+VARIANT_LOCKS = [({"worker": "celery"}, "locks/worker-celery")]
 
 
-def main() -> int:
-    """Bake the default project, lock it, and copy the locks back with the slug templated."""
-    uv = shutil.which("uv")
-    if uv is None:
-        print("uv is not on PATH; run `make install` at the template root first", file=sys.stderr)
-        return 1
+def lock(answers: dict[str, str], destination: Path, uv: str) -> None:
+    """Bake with these answers, lock the result, and store the locks with the slug templated."""
     with tempfile.TemporaryDirectory() as output:
-        project = Path(cookiecutter(str(TEMPLATE_ROOT), no_input=True, output_dir=output))
-        slug = project.name
+        project = Path(
+            cookiecutter(str(TEMPLATE_ROOT), no_input=True, output_dir=output, extra_context=answers)
+        )
+        destination.mkdir(parents=True, exist_ok=True)
         for lock_name, extra in LOCKS.items():
             command = [uv, "pip", "compile", "pyproject.toml", *extra, "--universal"]
             command += ["--generate-hashes", "--python-version", LOWEST_PYTHON]
             command += ["--quiet", "-o", lock_name]
             subprocess.run(command, cwd=project, check=True)
             text = (project / lock_name).read_text()
-            templated = text.replace(f"{slug} (pyproject.toml)", "{{ cookiecutter.project_slug }} (pyproject.toml)")
-            (PROJECT_TEMPLATE / lock_name).write_text(templated)
-            print(f"wrote {lock_name}")
+            slug_comment = f"{project.name} (pyproject.toml)"
+            text = text.replace(slug_comment, "{{ cookiecutter.project_slug }} (pyproject.toml)")
+            (destination / lock_name).write_text(text)
+            print(f"wrote {(destination / lock_name).relative_to(TEMPLATE_ROOT)}")
+
+
+def main() -> int:
+    """Lock the default project, and each variant whose dependencies differ from it."""
+    uv = shutil.which("uv")
+    if uv is None:
+        print("uv is not on PATH; run `make install` at the template root first", file=sys.stderr)
+        return 1
+    lock({}, PROJECT_TEMPLATE, uv)
+    for answers, directory in VARIANT_LOCKS:
+        lock(answers, PROJECT_TEMPLATE / directory, uv)
     return 0
 
 

@@ -9,8 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -39,24 +37,12 @@ def choices(name: str) -> tuple[str, ...]:
     return tuple(COOKIECUTTER_JSON[name])
 
 
-@contextmanager
-def template_on_sys_path() -> Iterator[None]:
-    """Let Jinja import the template's `_extensions` modules, as cookiecutter itself does."""
-    saved = list(sys.path)
-    sys.path.append(str(TEMPLATE_DIR))
-    try:
-        yield
-    finally:
-        sys.path[:] = saved
-
-
 def answers(**overrides: str) -> dict[str, Any]:
     """The answers cookiecutter derives without prompting, as the hooks receive them."""
     context = generate_context(
         context_file=str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=overrides
     )
-    with template_on_sys_path():
-        return dict(prompt_for_config(context, no_input=True))
+    return dict(prompt_for_config(context, no_input=True))
 
 
 def load_hook(name: str) -> ModuleType:
@@ -75,8 +61,7 @@ def render_hook(name: str, answers: dict[str, Any]) -> str:
     """Render a hook the way cookiecutter does before running it."""
     source = (HOOKS_DIR / f"{name}.py").read_text(encoding="utf-8")
     context = {"cookiecutter": answers}
-    with template_on_sys_path():
-        return StrictEnvironment(context=context).from_string(source).render(**context)
+    return StrictEnvironment(context=context).from_string(source).render(**context)
 
 
 def write_cookiecutter_config(directory: Path) -> Path:

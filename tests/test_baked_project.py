@@ -62,8 +62,13 @@ def _uv_cache_dir(tools_dir: Path) -> str:
 
 
 def _lock_digest(project: Path) -> str:
-    """What an installed .venv depends on besides the Python version."""
-    return hashlib.sha256((project / "requirements-dev.lock").read_bytes()).hexdigest()
+    """What an installed .venv depends on besides the Python version: the pins and hashes.
+
+    Comments are left out: the lock's `# via <project>` notes name each bake differently.
+    """
+    lock = (project / "requirements-dev.lock").read_text(encoding="utf-8")
+    pins = [line.split("#", 1)[0].strip() for line in lock.splitlines()]
+    return hashlib.sha256("\n".join(pin for pin in pins if pin).encode()).hexdigest()
 
 
 def _check(project: BakedProject, *arguments: str) -> None:

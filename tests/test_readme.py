@@ -55,17 +55,14 @@ def test_options_table_shows_the_real_default(question: str) -> None:
 
 
 def _tour_paths() -> list[Path]:
-    """The paths in the README's tour, rebuilt from the tree's indentation."""
+    """The paths in the README's tour, rebuilt from the tree's two-space indentation."""
     tour = next(block for block in _fenced_blocks(README) if block and block[0].endswith("/"))
     paths: list[Path] = []
-    parents: list[str] = []
+    parents = [tour[0].rstrip("/")]
     for line in tour[1:]:
-        depth = (len(line) - len(line.lstrip())) // 2 - 1
-        names = line.split("  ")[0].strip() if line.strip() else ""
-        if not names:
-            continue
+        depth = (len(line) - len(line.lstrip())) // 2
+        name = line.split()[0]
         del parents[depth:]
-        name = line.strip().split()[0]
         paths.append(Path(*parents, name))
         if name.endswith("/"):
             parents.append(name.rstrip("/"))
@@ -78,4 +75,4 @@ def test_every_file_in_the_tour_exists_in_a_default_bake(cookies: Any) -> None:
     tour = _tour_paths()
     assert len(tour) >= 10
     missing = [str(path) for path in tour if not (result.project_path.parent / path).exists()]
-    assert missing == []
+    assert missing == [], [str(path) for path in tour]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import cli, db, errors, health, openapi, request_ids, todos
+from . import {% if cookiecutter.worker == "celery" %}archive, {% endif %}cli, db, errors, health, openapi, request_ids, {% if cookiecutter.worker == "celery" %}tasks, {% endif %}todos
 from .__about__ import __version__
 from .config import Settings, settings_or_exit
 from .logging import configure_logging
@@ -29,6 +29,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(todos.blueprint)
+{%- if cookiecutter.worker == "celery" %}
+    tasks.init_app(app, settings)
+    app.register_blueprint(archive.blueprint)
+{%- endif %}
     openapi.init_app(app)
     cli.init_app(app)
     return app

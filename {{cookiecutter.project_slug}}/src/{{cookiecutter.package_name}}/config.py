@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator{% if cookiecutter.worker == "celery" %}, model_validator{% endif %}
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -16,13 +16,16 @@ from pydantic_settings import (
 )
 
 # Variables whose value may instead come from a mounted file named by <NAME>_FILE.
-SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY")
+SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY"{% if cookiecutter.worker == "celery" %}, "REDIS_URL"{% endif %})
 
 # Placeholder words that mark a SECRET_KEY nobody generated.
 PLACEHOLDER_SECRET_WORDS = ("changeme", "change-me", "change_me", "replace-me", "your-secret")
 SECRET_KEY_MIN_LENGTH = 16
 
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgres")
+{%- if cookiecutter.worker == "celery" %}
+REDIS_SCHEMES = ("redis://", "rediss://")
+{%- endif %}
 DRIVER_SCHEME = "postgresql+psycopg2"
 
 
@@ -72,6 +75,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     release_id: str = Field(default="unknown", max_length=200)
     max_content_length: int = Field(default=1024 * 1024, ge=1)
+{%- if cookiecutter.worker == "celery" %}
+    redis_url: str = Field(description="Redis URL of the task broker and result store")
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    task_time_limit: int = Field(default=300, ge=2, description="seconds before a task is killed")
+    broker_visibility_timeout: int = Field(
+        default=3600, ge=2, description="seconds before an unacknowledged task is redelivered"
+    )
+{%- endif %}
 
     @classmethod
     def settings_customise_sources(
@@ -104,6 +115,22 @@ class Settings(BaseSettings):
         # SQLAlchemy picks its driver from the scheme; this service ships psycopg2, and
         # Heroku-style postgres:// URLs would otherwise be refused.
         return f"{DRIVER_SCHEME}://{rest}"
+{%- if cookiecutter.worker == "celery" %}
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(REDIS_SCHEMES):
+            raise ValueError("must be a Redis URL such as redis://host:6379/0")
+        return value
+
+    @model_validator(mode="after")
+    def _redelivery_after_time_limit(self) -> Settings:
+        # A task still running when its visibility timeout ends would be run twice at once.
+        if self.broker_visibility_timeout <= self.task_time_limit:
+            raise ValueError("BROKER_VISIBILITY_TIMEOUT must be longer than TASK_TIME_LIMIT")
+        return self
+{%- endif %}
 
     @field_validator("secret_key")
     @classmethod
@@ -130,17 +157,14 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line per bad variable, naming it and what is accepted, never echoing its value."""
     problems = []
     for detail in error.errors(include_input=False, include_url=False):
-        variable = str(detail["loc"][0]).upper() if detail["loc"] else "settings"
-        if detail["type"] == "missing":
-            problems.append(f"{variable} is required but not set")
+        reason = detail["msg"].removeprefix("Value error, ")
+        if not detail["loc"]:
+            problems.append(reason)
+        elif detail["type"] == "missing":
+            problems.append(f"{str(detail['loc'][0]).upper()} is required but not set")
         else:
-            problems.append(f"{variable} {_short_reason(detail['msg'])}")
+            problems.append(f"{str(detail['loc'][0]).upper()} {reason[:1].lower()}{reason[1:]}")
     return "; ".join(problems)
-
-
-def _short_reason(message: str) -> str:
-    reason = message.removeprefix("Value error, ")
-    return reason[0].lower() + reason[1:] if reason else "is not valid"
 
 
 def settings_or_exit(program: str) -> Settings:

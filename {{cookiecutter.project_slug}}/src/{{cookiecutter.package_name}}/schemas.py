@@ -74,10 +74,18 @@ class TodoOut(BaseModel):
     done: bool
     created_at: AwareDatetime
     updated_at: AwareDatetime
+{%- if cookiecutter.worker == "celery" %}
+    archived_at: AwareDatetime | None = None
+
+    @field_serializer("created_at", "updated_at", "archived_at")
+    def _as_utc(self, value: datetime | None) -> str | None:
+        return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+{%- else %}
 
     @field_serializer("created_at", "updated_at")
     def _as_utc(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+{%- endif %}
 
 
 class TodoPage(BaseModel):
@@ -118,6 +126,23 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
+{% if cookiecutter.worker == "celery" -%}
+class TaskAccepted(BaseModel):
+    """Body of a 202: the task that will do the work, and where to watch it."""
+
+    task_id: str
+    status_url: str
+
+
+class TaskStatus(BaseModel):
+    """Body of GET /api/tasks/<id>: Celery's state of the task, and its result once done."""
+
+    task_id: str
+    state: str
+    result: bool | None = None
+
+
+{% endif -%}
 class VersionOut(BaseModel):
     """Body of GET /version."""
 
