@@ -41,7 +41,7 @@ format: install ## Fix what ruff can fix in the hooks and the template tests
 	$(BIN)/ruff check --fix hooks tests
 	$(BIN)/ruff format hooks tests
 
-bake: install ## Bake the default project into $(OUT)/ (answers can be changed with ARGS=...)
+bake: install ## Bake the default project into build/ (or OUT=dir; change answers with ARGS=...)
 	$(BIN)/cookiecutter --no-input --output-dir "$(OUT)" . $(ARGS)
 
 lock: ## Re-resolve requirements-dev.lock after changing requirements-dev.in

@@ -107,7 +107,7 @@ def next_steps(answers: Mapping[str, object]) -> str:
             "",
             f"    cd {answers['project_slug']}",
             "    make install            # .venv with the locked dependencies",
-            "    make .env               # local settings with a fresh SECRET_KEY; never commit .env",
+            "    make .env               # local settings with a fresh SECRET_KEY; git-ignored",
             "    make migrate            # apply the database migrations",
             "    make run                # the web process, on $PORT from .env",
             "    make test               # the test suite, against PostgreSQL",

@@ -23,6 +23,12 @@ HOOKS_DIR = TEMPLATE_DIR / "hooks"
 COOKIECUTTER_JSON: dict[str, Any] = json.loads(
     (TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8")
 )
+# The questions answered by picking from a list; the first item is the default.
+CHOICE_QUESTIONS = [
+    name
+    for name, value in COOKIECUTTER_JSON.items()
+    if not name.startswith("_") and isinstance(value, list)
+]
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # Variables that describe the process running the template's tests, not the baked

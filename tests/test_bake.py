@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import TEMPLATE_DIR, choices, text_files
+from harness import CHOICE_QUESTIONS, TEMPLATE_DIR, choices, text_files
 
 QUOTED_NAME = "O'Brien's \"Quoted\" Service"
 
@@ -28,14 +28,10 @@ VARIANTS = [
         id="backslash-and-colon-description",
     ),
     *(
-        pytest.param({"python_version": version}, id=f"python-{version}")
-        for version in choices("python_version")
+        pytest.param({question: value}, id=f"{question}-{value}")
+        for question in CHOICE_QUESTIONS
+        for value in choices(question)
     ),
-    *(
-        pytest.param({"postgres_version": version}, id=f"postgres-{version}")
-        for version in choices("postgres_version")
-    ),
-    *(pytest.param({"license": name}, id=f"license-{name}") for name in choices("license")),
 ]
 
 # A phrase only the chosen license's text contains.

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness import (
+    CHOICE_QUESTIONS,
     TEMPLATE_DIR,
     BakedProject,
     choices,
@@ -27,8 +28,23 @@ pytestmark = pytest.mark.baked
 PYTHON_VERSIONS = choices("python_version")
 DEFAULT_PYTHON = PYTHON_VERSIONS[0]
 
-# Answers that change names and texts but not the dependencies: each is linted in
-# the default Python's already-installed .venv instead of installing its own.
+# Choices that change only texts (the license, the PostgreSQL named in docs and deploy
+# files) are linted; every other choice changes code or dependencies, so each of its
+# values gets the whole make install, make lint and make test.
+TEXT_ONLY_QUESTIONS = {"license", "postgres_version"}
+
+FULL_SUITE_VARIANTS = [
+    *(pytest.param({"python_version": v}, id=f"python-{v}") for v in PYTHON_VERSIONS),
+    *(
+        pytest.param({question: value}, id=f"{question}-{value}")
+        for question in CHOICE_QUESTIONS
+        if question not in TEXT_ONLY_QUESTIONS | {"python_version"}
+        for value in choices(question)[1:]
+    ),
+]
+
+# Answers that change names and texts: each is linted, in the default project's
+# already-installed .venv when its lock pins the same packages.
 LINT_VARIANTS = [
     pytest.param({"project_name": "Café Zürich Ñandú"}, id="non-ascii-name"),
     pytest.param(
@@ -36,10 +52,10 @@ LINT_VARIANTS = [
         id="quotes-and-apostrophes",
     ),
     pytest.param({"description": r"Stores C:\todo\lists: one per user \ fast"}, id="backslash"),
-    *(pytest.param({"license": name}, id=f"license-{name}") for name in choices("license")[1:]),
     *(
-        pytest.param({"postgres_version": version}, id=f"postgres-{version}")
-        for version in choices("postgres_version")[1:]
+        pytest.param({question: value}, id=f"{question}-{value}")
+        for question in sorted(TEXT_ONLY_QUESTIONS)
+        for value in choices(question)[1:]
     ),
 ]
 
@@ -79,7 +95,7 @@ def _check(project: BakedProject, *arguments: str) -> None:
 
 
 class Bakery:
-    """Bakes and installs one project per Python version, once per session."""
+    """Bakes projects, and installs each set of answers at most once per session."""
 
     def __init__(
         self, cookies: Any, tmp_path_factory: pytest.TempPathFactory, database_url: str
@@ -89,7 +105,7 @@ class Bakery:
         self._database_url = database_url
         self._tools_dir = Path(sys.executable).parent
         self._uv_cache_dir = _uv_cache_dir(self._tools_dir)
-        self._installed: dict[str, BakedProject] = {}
+        self._installed: dict[tuple[tuple[str, str], ...], BakedProject] = {}
 
     def env(self, python_version: str) -> dict[str, str]:
         """The environment for make in a project of that Python version."""
@@ -124,19 +140,21 @@ class Bakery:
             )
         return interpreter
 
-    def install(self, python_version: str, **answers: str) -> BakedProject:
+    def install(self, **answers: str) -> BakedProject:
         """Bake a project and run its own `make install` with the chosen interpreter."""
+        python_version = answers.get("python_version", DEFAULT_PYTHON)
         interpreter = self.interpreter(python_version)
-        path = self.bake(python_version=python_version, **answers)
+        path = self.bake(**answers)
         project = BakedProject(path, python_version, interpreter, self.env(python_version))
         _check(project, "install", f"PYTHON={interpreter}")
         return project
 
-    def installed(self, python_version: str) -> BakedProject:
-        """The session's installed default project for that Python version."""
-        if python_version not in self._installed:
-            self._installed[python_version] = self.install(python_version)
-        return self._installed[python_version]
+    def installed(self, **answers: str) -> BakedProject:
+        """The session's one installed project for these answers."""
+        key = tuple(sorted(answers.items()))
+        if key not in self._installed:
+            self._installed[key] = self.install(**answers)
+        return self._installed[key]
 
 
 @pytest.fixture(scope="session")
@@ -147,31 +165,31 @@ def bakery(
     return Bakery(cookies_session, tmp_path_factory, test_database_url)
 
 
-@pytest.mark.parametrize("python_version", PYTHON_VERSIONS, ids=lambda v: f"python-{v}")
-def test_make_install_builds_the_venv(bakery: Bakery, python_version: str) -> None:
-    project = bakery.installed(python_version)
+@pytest.mark.parametrize("variant", FULL_SUITE_VARIANTS)
+def test_make_install_builds_the_venv(bakery: Bakery, variant: dict[str, str]) -> None:
+    project = bakery.installed(**variant)
     version = subprocess.run(
         [str(project.path / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version)"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert version.stdout.startswith(f"{python_version}.")
+    assert version.stdout.startswith(f"{project.python_version}.")
 
 
-@pytest.mark.parametrize("python_version", PYTHON_VERSIONS, ids=lambda v: f"python-{v}")
-def test_make_lint_passes(bakery: Bakery, python_version: str) -> None:
-    _check(bakery.installed(python_version), "lint")
+@pytest.mark.parametrize("variant", FULL_SUITE_VARIANTS)
+def test_make_lint_passes(bakery: Bakery, variant: dict[str, str]) -> None:
+    _check(bakery.installed(**variant), "lint")
 
 
-@pytest.mark.parametrize("python_version", PYTHON_VERSIONS, ids=lambda v: f"python-{v}")
-def test_make_test_passes(bakery: Bakery, python_version: str) -> None:
-    _check(bakery.installed(python_version), "test")
+@pytest.mark.parametrize("variant", FULL_SUITE_VARIANTS)
+def test_make_test_passes(bakery: Bakery, variant: dict[str, str]) -> None:
+    _check(bakery.installed(**variant), "test")
 
 
 @pytest.mark.parametrize("variant", LINT_VARIANTS)
 def test_variant_passes_lint(bakery: Bakery, variant: dict[str, str]) -> None:
-    installed = bakery.installed(DEFAULT_PYTHON)
+    installed = bakery.installed(python_version=DEFAULT_PYTHON)
     path = bakery.bake(**variant)
     project = BakedProject(path, DEFAULT_PYTHON, installed.interpreter, installed.env)
     if _lock_digest(path) == _lock_digest(installed.path):
@@ -185,7 +203,7 @@ def test_variant_passes_lint(bakery: Bakery, variant: dict[str, str]) -> None:
 
 
 def test_harness_fails_when_the_baked_suite_fails(bakery: Bakery) -> None:
-    project = bakery.install(DEFAULT_PYTHON)
+    project = bakery.install()
     (project.path / "tests" / "test_harness_failure.py").write_text(FAILING_TEST)
     # Run only the planted test, so proving the harness costs seconds, not a whole suite.
     env = {**project.env, "PYTEST_ADDOPTS": "-k test_harness_sees_this_failure"}

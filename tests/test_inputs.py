@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness import (
+    CHOICE_QUESTIONS,
     TEMPLATE_DIR,
     answers,
     choices,
@@ -57,6 +58,7 @@ BAD_ANSWERS = [
     pytest.param({"python_version": "3.10"}, "python_version", id="python-unsupported"),
     pytest.param({"postgres_version": "14"}, "postgres_version", id="postgres-unsupported"),
     pytest.param({"license": "GPL-3.0"}, "license", id="license-unsupported"),
+    pytest.param({"worker": "rq"}, "worker", id="worker-unsupported"),
 ]
 
 
@@ -202,8 +204,10 @@ def test_package_name_suggestion_is_itself_accepted(name: str) -> None:
     pre_gen.check_package_name(pre_gen._suggest_package_name(name))
 
 
-@pytest.mark.parametrize("field", sorted(pre_gen.SUPPORTED_CHOICES))
+@pytest.mark.parametrize("field", sorted({*pre_gen.SUPPORTED_CHOICES, *CHOICE_QUESTIONS}))
 def test_hook_choices_are_those_of_cookiecutter_json(field: str) -> None:
+    assert field in pre_gen.SUPPORTED_CHOICES, "add the new question to SUPPORTED_CHOICES"
+    assert field in CHOICE_QUESTIONS, "the hook checks a question cookiecutter.json lacks"
     assert sorted(pre_gen.SUPPORTED_CHOICES[field]) == sorted(choices(field))
 
 
@@ -334,7 +338,7 @@ def test_next_steps_lists_the_commands_in_order() -> None:
     commands = [
         "cd my-service",
         "make install",
-        "cp .env.example .env",
+        ".env",
         "make migrate",
         "make run",
         "make test",
@@ -357,3 +361,23 @@ def test_post_gen_hook_run_again_changes_nothing(cookies: Any, tmp_path: Path) -
         assert again.returncode == 0, again.stderr
         assert "make install" in again.stdout
         assert tree_snapshot(project) == after_first_run
+
+
+def _lock_tree(root: Path) -> None:
+    """Lay out the default locks and one option's variant locks, as the template does."""
+    (root / "locks" / "worker-celery").mkdir(parents=True)
+    for name in ("requirements.lock", "requirements-dev.lock"):
+        (root / name).write_text(f"default {name}\n", encoding="utf-8")
+        (root / "locks" / "worker-celery" / name).write_text(f"celery {name}\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(("worker", "expected"), [("none", "default"), ("celery", "celery")])
+def test_install_locks_keeps_the_locks_of_the_chosen_answers(
+    tmp_path: Path, worker: str, expected: str
+) -> None:
+    _lock_tree(tmp_path)
+    for _ in range(2):
+        post_gen.install_locks({"worker": worker}, tmp_path)
+        assert not (tmp_path / "locks").exists()
+        for name in ("requirements.lock", "requirements-dev.lock"):
+            assert (tmp_path / name).read_text(encoding="utf-8") == f"{expected} {name}\n"

@@ -16,6 +16,9 @@ from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 
 from .support import (
+{%- if cookiecutter.worker == "celery" %}
+    TEST_REDIS_URL,
+{%- endif %}
     TEST_SECRET_KEY,
     create_database,
     drop_database,
@@ -64,6 +67,9 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         secret_key=TEST_SECRET_KEY,
+{%- if cookiecutter.worker == "celery" %}
+        redis_url=TEST_REDIS_URL,
+{%- endif %}
         release_id="test-release",
         log_format="json",
     )

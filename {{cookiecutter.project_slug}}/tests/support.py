@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -20,12 +19,16 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, create_engine, text
 
-from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.config import SECRET_VARIABLES, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
+{%- if cookiecutter.worker == "celery" %}
+# A Redis database the tests may empty; point TEST_REDIS_URL elsewhere to protect yours.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+{%- endif %}
 
 
 def revised(settings: Settings, **changes: object) -> Settings:
@@ -90,16 +93,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# Every variable the service reads; tests set them explicitly, never inherit them.
+SERVICE_VARIABLES = frozenset(
+    {name.upper() for name in Settings.model_fields} | {f"{name}_FILE" for name in SECRET_VARIABLES}
+)
+
+
+def required_environment(database_url: str) -> dict[str, str]:
+    """Values for the variables without which no process of the service starts."""
+    return {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRET_KEY,
+{%- if cookiecutter.worker == "celery" %}
+        "REDIS_URL": TEST_REDIS_URL,
+{%- endif %}
+    }
+
+
 def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
     """The environment a service process gets: this one's, with the service's variables set."""
     environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not re.fullmatch(r"(DATABASE_URL|SECRET_KEY)(_FILE)?|PORT|WEB_.*|LOG_.*", name)
+        name: value for name, value in os.environ.items() if name not in SERVICE_VARIABLES
     }
+    environment.update(required_environment(database_url))
     environment.update(
-        DATABASE_URL=database_url,
-        SECRET_KEY=TEST_SECRET_KEY,
         PATH=f"{VENV_BIN}{os.pathsep}{environment.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
         LOG_FORMAT="json",

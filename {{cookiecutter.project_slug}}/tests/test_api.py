@@ -50,7 +50,9 @@ def test_healthz_answers_ok(client: FlaskClient) -> None:
 def test_readyz_reports_the_database_check(client: FlaskClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "checks": {"database": "ok"}}
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == "ok"
 
 
 def test_version_reports_code_version_and_release(client: FlaskClient) -> None:
@@ -250,7 +252,8 @@ def test_database_down_gives_503_and_readyz_503_while_healthz_stays_200(
     assert_problem(client.get("/api/todos"), 503)
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.get_json() == {"status": "unavailable", "checks": {"database": "unavailable"}}
+    assert ready.get_json()["status"] == "unavailable"
+    assert ready.get_json()["checks"]["database"] == "unavailable"
     assert client.get("/healthz").status_code == 200
 
 

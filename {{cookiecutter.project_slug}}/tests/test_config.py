@@ -7,25 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.config import ConfigError, Settings, load_settings
+from {{ cookiecutter.package_name }}.config import ConfigError, load_settings
 
-from .support import PROJECT_ROOT, TEST_SECRET_KEY, procfile_command, service_environment
+from .support import (
+    PROJECT_ROOT,
+    SERVICE_VARIABLES,
+    TEST_SECRET_KEY,
+    procfile_command,
+    required_environment,
+    service_environment,
+)
 
 GOOD_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-SERVICE_VARIABLES = [
-    *(name.upper() for name in Settings.model_fields),
-    "DATABASE_URL_FILE",
-    "SECRET_KEY_FILE",
-]
+REQUIRED_VARIABLES = sorted(required_environment(GOOD_URL))
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Start each test with none of the service's variables set, then set the required ones."""
+    """Start each test with only the required variables of the service set."""
     for name in SERVICE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", GOOD_URL)
-    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+    for name, value in required_environment(GOOD_URL).items():
+        monkeypatch.setenv(name, value)
     return monkeypatch
 
 
@@ -49,7 +52,7 @@ def test_defaults_apply_when_only_the_required_variables_are_set() -> None:
     assert settings.secret_key.get_secret_value() == TEST_SECRET_KEY
 
 
-@pytest.mark.parametrize("variable", ["DATABASE_URL", "SECRET_KEY"])
+@pytest.mark.parametrize("variable", REQUIRED_VARIABLES)
 def test_a_missing_required_variable_is_named(
     clean_environment: pytest.MonkeyPatch, variable: str
 ) -> None:
@@ -134,7 +137,7 @@ def test_a_dotenv_file_is_never_read(clean_environment: pytest.MonkeyPatch, tmp_
     ("process_type", "program"),
     [("web", "gunicorn"), ("release", "alembic")],
 )
-@pytest.mark.parametrize("variable", ["DATABASE_URL", "SECRET_KEY"])
+@pytest.mark.parametrize("variable", REQUIRED_VARIABLES)
 def test_processes_stop_at_once_with_one_line_naming_a_missing_variable(
     database_url: str, process_type: str, program: str, variable: str
 ) -> None:

@@ -128,18 +128,10 @@ class Readiness(BaseModel):
 
 {% if cookiecutter.worker == "celery" -%}
 class TaskAccepted(BaseModel):
-    """Body of a 202: the task that will do the work, and where to watch it."""
+    """Body of a 202: the task that will do the work, and the resource it will change."""
 
     task_id: str
-    status_url: str
-
-
-class TaskStatus(BaseModel):
-    """Body of GET /api/tasks/<id>: Celery's state of the task, and its result once done."""
-
-    task_id: str
-    state: str
-    result: bool | None = None
+    todo_url: str
 
 
 {% endif -%}

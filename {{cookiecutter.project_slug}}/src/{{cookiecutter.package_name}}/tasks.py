@@ -41,8 +41,8 @@ def init_app(app: Flask, settings: Settings) -> Celery[Task[Any, Any]]:
     celery: Celery[Task[Any, Any]] = Celery(app.import_name, task_cls=FlaskTask)
     celery.conf.update(
         broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
-        result_expires=24 * 3600,
+        # A task's effect is visible in the database, so no result store is kept.
+        task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
         # Acknowledge a task only when it is done, so one whose worker dies is run again.
@@ -51,7 +51,12 @@ def init_app(app: Flask, settings: Settings) -> Celery[Task[Any, Any]]:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.task_time_limit - 1,
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout,
+            # Look for tasks of dead workers often enough to redeliver them on time.
+            "unacked_restore_interval": min(10, max(1, settings.broker_visibility_timeout // 3)),
+            "unacked_restore_throttle": 1,
+        },
         # A broker that is down fails the request quickly (503) instead of hanging it.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         broker_connection_retry_on_startup=True,

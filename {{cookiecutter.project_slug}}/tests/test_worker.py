@@ -1,0 +1,266 @@
+"""The worker process type: Celery on the real Redis, with nothing lost and nothing doubled."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, create_engine, text
+
+from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.tasks import archive_todo
+
+from .support import (
+    PROJECT_ROOT,
+    TEST_REDIS_URL,
+    procfile_command,
+    revised,
+    service_environment,
+    stop_process,
+)
+
+WAIT_SECONDS = 60
+ARCHIVED = "todo archived"
+UNCHANGED = "todo already archived, or gone"
+# Celery prints this on SIGTERM with a bare write to stdout, bypassing logging.
+CELERY_NOTICES = {"worker: Warm shutdown (MainProcess)"}
+
+
+@dataclass
+class RunningWorker:
+    """A worker process started by a test, and the file its stdout goes to."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    stdout_path: Path
+
+    def events(self) -> list[dict[str, Any]]:
+        """The complete JSON log lines the worker has written so far; any other line fails."""
+        *complete, _unfinished = self.stdout_path.read_text().split("\n")
+        return [json.loads(line) for line in complete if line and line not in CELERY_NOTICES]
+
+    def archived_todo_ids(self) -> list[int]:
+        """The todos this worker's archive tasks changed."""
+        return [event["todo_id"] for event in self.events() if event["message"] == ARCHIVED]
+
+    def tasks_done(self) -> int:
+        """How many archive tasks this worker has finished, with or without effect."""
+        return sum(event["message"] in (ARCHIVED, UNCHANGED) for event in self.events())
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = WAIT_SECONDS) -> None:
+    """Poll until condition() is true; fail naming what was awaited."""
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def worker_process(
+    database_url: str, log_dir: Path, name: str, **overrides: str
+) -> Iterator[RunningWorker]:
+    """Start the Procfile's worker line, wait until it is ready, and stop it by its PID."""
+    environment = service_environment(database_url, WORKER_CONCURRENCY="1", **overrides)
+    stdout_path = log_dir / f"{name}.out"
+    with stdout_path.open("wb") as stdout, (log_dir / f"{name}.err").open("wb") as stderr:
+        process = subprocess.Popen(
+            [*procfile_command("worker"), "--hostname", f"{name}@%h"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    worker = RunningWorker(name, process, stdout_path)
+    try:
+        wait_for(
+            lambda: process.poll() is not None or "ready." in stdout_path.read_text(),
+            f"worker {name} to be ready",
+        )
+        assert process.poll() is None, stdout_path.read_text()
+        yield worker
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(autouse=True)
+def empty_redis() -> Iterator[None]:
+    """An empty broker and result store for every test."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield
+    client.flushdb()
+    client.close()
+
+
+def create_todos(client: FlaskClient, count: int) -> list[int]:
+    """Create todos through the API; their ids."""
+    return [
+        client.post("/api/todos", json={"title": f"todo {number}"}).get_json()["id"]
+        for number in range(count)
+    ]
+
+
+def archived_ids(database_url: str) -> set[int]:
+    """The todos the database holds as archived."""
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id FROM todos WHERE archived_at IS NOT NULL"))
+        ids = {int(row.id) for row in rows}
+    engine.dispose()
+    return ids
+
+
+def archived_at(client: FlaskClient, todo_id: int) -> str | None:
+    """When the API says the todo was archived, if it was."""
+    value: str | None = client.get(f"/api/todos/{todo_id}").get_json()["archived_at"]
+    return value
+
+
+def test_archive_task_run_twice_has_the_effect_of_once(app: Flask, client: FlaskClient) -> None:
+    (todo_id,) = create_todos(client, 1)
+    with app.app_context():
+        assert archive_todo.apply(args=(todo_id,)).get() is True
+        assert archive_todo.apply(args=(todo_id,)).get() is False
+    assert client.get(f"/api/todos/{todo_id}").get_json()["archived_at"] is not None
+
+
+def test_archiving_an_unknown_todo_is_404_and_enqueues_nothing(client: FlaskClient) -> None:
+    response = client.post("/api/todos/999999/archive")
+    assert response.status_code == 404
+    assert redis.Redis.from_url(TEST_REDIS_URL).llen("celery") == 0
+
+
+def test_a_broker_that_is_down_gives_503(settings: Settings) -> None:
+    app = create_app(revised(settings, redis_url="redis://127.0.0.1:1/0"))
+    client = app.test_client()
+    (todo_id,) = create_todos(client, 1)
+    response = client.post(f"/api/todos/{todo_id}/archive")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    ready = client.get("/readyz").get_json()
+    assert ready["checks"] == {"database": "ok", "redis": "unavailable"}
+
+
+def test_readyz_checks_redis(client: FlaskClient) -> None:
+    assert client.get("/readyz").get_json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_api_enqueues_and_a_real_worker_process_archives(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    (todo_id,) = create_todos(client, 1)
+    with worker_process(database_url, tmp_path, "solo") as worker:
+        response = client.post(
+            f"/api/todos/{todo_id}/archive", headers={"X-Request-ID": "enqueue-1"}
+        )
+        assert response.status_code == 202
+        assert response.headers["Location"] == f"/api/todos/{todo_id}"
+        assert archived_at(client, todo_id) is None
+        wait_for(lambda: archived_at(client, todo_id), "the worker to archive the todo")
+    (archived,) = [event for event in worker.events() if event["message"] == ARCHIVED]
+    assert archived["request_id"] == "enqueue-1"
+    assert archived["task_id"] == response.get_json()["task_id"]
+    assert archived["release"]
+
+
+def test_sigterm_lets_the_worker_finish_the_task_in_hand_and_exit_zero(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    (todo_id,) = create_todos(client, 1)
+    with (
+        row_locked(database_url, todo_id) as blocker,
+        worker_process(database_url, tmp_path, "graceful") as worker,
+    ):
+        assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
+        wait_for(lambda: task_waits_for_lock(database_url), "the task to block on the lock")
+        worker.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert worker.process.poll() is None, "the worker quit with a task in hand"
+        blocker.rollback()
+        assert worker.process.wait(timeout=WAIT_SECONDS) == 0
+    assert worker.archived_todo_ids() == [todo_id]
+    assert archived_ids(database_url) == {todo_id}
+
+
+def test_two_workers_share_many_tasks_and_each_takes_effect_once(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    todo_ids = create_todos(client, 30)
+    with (
+        worker_process(database_url, tmp_path, "first") as first,
+        worker_process(database_url, tmp_path, "second") as second,
+    ):
+        # Every todo is archived twice over: the second task of each must change nothing.
+        for todo_id in todo_ids + todo_ids:
+            assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
+        wait_for(lambda: first.tasks_done() + second.tasks_done() == 60, "all 60 archive tasks")
+    assert archived_ids(database_url) == set(todo_ids)
+    by_first, by_second = first.archived_todo_ids(), second.archived_todo_ids()
+    assert sorted(by_first + by_second) == sorted(todo_ids)
+    assert by_first, "the first worker took no task"
+    assert by_second, "the second worker took no task"
+
+
+def test_a_task_whose_worker_is_killed_midway_is_run_again_by_another(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    (todo_id,) = create_todos(client, 1)
+    # Short limits, so the broker hands the lost task on within seconds.
+    limits = {"TASK_TIME_LIMIT": "2", "BROKER_VISIBILITY_TIMEOUT": "3"}
+    with row_locked(database_url, todo_id) as blocker:
+        with worker_process(database_url, tmp_path, "doomed", **limits) as doomed:
+            assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
+            wait_for(lambda: task_waits_for_lock(database_url), "the task to block on the lock")
+            os.killpg(doomed.process.pid, signal.SIGKILL)
+            doomed.process.wait()
+        blocker.rollback()
+        assert archived_ids(database_url) == set()
+        with worker_process(database_url, tmp_path, "rescuer", **limits) as rescuer:
+            wait_for(lambda: rescuer.tasks_done() == 1, "the lost task to be run again")
+        assert rescuer.archived_todo_ids() == [todo_id]
+        assert archived_ids(database_url) == {todo_id}
+
+
+@contextlib.contextmanager
+def row_locked(database_url: str, todo_id: int) -> Iterator[Connection]:
+    """Hold a todo's row lock, so a task that updates it stops half-way; roll back to free it."""
+    engine = create_engine(database_url)
+    connection = engine.connect()
+    try:
+        connection.execute(text("SELECT id FROM todos WHERE id = :id FOR UPDATE"), {"id": todo_id})
+        yield connection
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+def task_waits_for_lock(database_url: str) -> bool:
+    """True when an UPDATE of todos waits for a lock (seen from a fresh session, since
+    pg_stat_activity is a snapshot for the length of a transaction)."""
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        waiting = connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE todos%'"
+            )
+        )
+    engine.dispose()
+    return bool(waiting)
