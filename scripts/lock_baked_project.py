@@ -27,15 +27,16 @@ VARIANT_LOCKS = [({"worker": "celery"}, "locks/worker-celery")]
 def lock(answers: dict[str, str], destination: Path, uv: str) -> None:
     """Bake with these answers, lock the result, and store the locks with the slug templated."""
     with tempfile.TemporaryDirectory() as output:
-        project = Path(
-            cookiecutter(str(TEMPLATE_ROOT), no_input=True, output_dir=output, extra_context=answers)
+        baked = cookiecutter(
+            str(TEMPLATE_ROOT), no_input=True, output_dir=output, extra_context=answers
         )
+        project = Path(baked)
         destination.mkdir(parents=True, exist_ok=True)
         for lock_name, extra in LOCKS.items():
             command = [uv, "pip", "compile", "pyproject.toml", *extra, "--universal"]
             command += ["--generate-hashes", "--python-version", LOWEST_PYTHON]
             command += ["--quiet", "-o", lock_name]
-            subprocess.run(command, cwd=project, check=True)
+            subprocess.run(command, cwd=project, check=True)  # noqa: S603 - our own uv, fixed args
             text = (project / lock_name).read_text()
             slug_comment = f"{project.name} (pyproject.toml)"
             text = text.replace(slug_comment, "{{ cookiecutter.project_slug }} (pyproject.toml)")
