@@ -32,6 +32,11 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
             "tests/test_worker.py",
         ),
     ),
+    ("worker", ("celery",), ("deploy/kubernetes/base/worker-deployment.yaml",)),
+    ("ci", ("github",), (".github",)),
+    ("ci", ("gitlab",), (".gitlab-ci.yml",)),
+    # deploy/ holds nothing but the Kubernetes manifests, so it goes with them.
+    ("kubernetes", ("yes",), ("deploy",)),
 )
 
 # Lock files of answers whose dependencies differ from the default's: (answer name,

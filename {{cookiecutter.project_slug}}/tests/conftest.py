@@ -75,16 +75,23 @@ def settings(database_url: str) -> Settings:
     )
 
 
+@pytest.fixture(autouse=True)
+def empty_todos(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the database starts with no todos."""
+    if "database_url" in request.fixturenames:
+        engine = create_engine(request.getfixturevalue("database_url"))
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE todos RESTART IDENTITY"))
+        engine.dispose()
+
+
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
-    """The application, with an empty todos table."""
+    """The application, built from the test settings."""
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
-    database = application.extensions["database"]
-    with database.engine.begin() as connection:
-        connection.execute(text("TRUNCATE todos RESTART IDENTITY"))
-    database.dispose()
+    application.extensions["database"].dispose()
 
 
 @pytest.fixture

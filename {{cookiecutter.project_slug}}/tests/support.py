@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,13 +12,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import URL, create_engine, text
+from sqlalchemy import URL, Connection, create_engine, text
 
 from {{ cookiecutter.package_name }}.config import SECRET_VARIABLES, Settings
 
@@ -140,14 +142,30 @@ def run_process(
     )
 
 
-def http_get(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
-    """GET a URL on this machine; the status and body, errors included."""
-    request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310
+def http_request(
+    method: str,
+    url: str,
+    payload: object = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10,
+) -> tuple[int, bytes]:
+    """Send a request to a server on this machine; the status and body, errors included."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    """GET a URL on this machine; the status and body, errors included."""
+    return http_request("GET", url, headers=headers)
 
 
 def wait_until_serving(url: str, process: subprocess.Popen[bytes], deadline: float = 30) -> None:
@@ -177,6 +195,18 @@ class RunningService:
         return self.stdout_path.read_text(encoding="utf-8").splitlines()
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is pid, read from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The parent pid is the fourth field, after the name in parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
     """SIGTERM a process we started, by its PID; SIGKILL it if it lingers. Its exit code."""
     if process.poll() is None:
@@ -201,6 +231,8 @@ def web_process(environment: Mapping[str, str], log_dir: Path) -> Iterator[Runni
             env={**environment, "PORT": str(port)},
             stdout=stdout,
             stderr=stderr,
+            # Its own process group, so a test can kill the server and its workers at once.
+            start_new_session=True,
         )
     service = RunningService(f"http://127.0.0.1:{port}", process, stdout_path, stderr_path)
     try:
@@ -208,3 +240,44 @@ def web_process(environment: Mapping[str, str], log_dir: Path) -> Iterator[Runni
         yield service
     finally:
         stop_process(process)
+
+
+WAIT_SECONDS = 60
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = WAIT_SECONDS) -> None:
+    """Poll until condition() is true; fail naming what was awaited."""
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def row_locked(database_url: str, todo_id: int) -> Iterator[Connection]:
+    """Hold a todo's row lock, so whatever updates it stops half-way; roll back to free it."""
+    engine = create_engine(database_url)
+    connection = engine.connect()
+    try:
+        connection.execute(text("SELECT id FROM todos WHERE id = :id FOR UPDATE"), {"id": todo_id})
+        yield connection
+    finally:
+        connection.close()
+        engine.dispose()
+
+
+def update_waits_for_lock(database_url: str) -> bool:
+    """True when an UPDATE of todos waits for a lock (asked in a fresh session, since
+    pg_stat_activity is a snapshot for the length of a transaction)."""
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        waiting = connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE todos%'"
+            )
+        )
+    engine.dispose()
+    return bool(waiting)

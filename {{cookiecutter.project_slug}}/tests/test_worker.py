@@ -2,101 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import create_engine, text
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.tasks import archive_todo
 
 from .support import (
-    PROJECT_ROOT,
     TEST_REDIS_URL,
-    procfile_command,
+    WAIT_SECONDS,
     revised,
-    service_environment,
-    stop_process,
+    row_locked,
+    update_waits_for_lock,
+    wait_for,
 )
-
-WAIT_SECONDS = 60
-ARCHIVED = "todo archived"
-UNCHANGED = "todo already archived, or gone"
-# Celery prints this on SIGTERM with a bare write to stdout, bypassing logging.
-CELERY_NOTICES = {"worker: Warm shutdown (MainProcess)"}
-
-
-@dataclass
-class RunningWorker:
-    """A worker process started by a test, and the file its stdout goes to."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    stdout_path: Path
-
-    def events(self) -> list[dict[str, Any]]:
-        """The complete JSON log lines the worker has written so far; any other line fails."""
-        *complete, _unfinished = self.stdout_path.read_text().split("\n")
-        return [json.loads(line) for line in complete if line and line not in CELERY_NOTICES]
-
-    def archived_todo_ids(self) -> list[int]:
-        """The todos this worker's archive tasks changed."""
-        return [event["todo_id"] for event in self.events() if event["message"] == ARCHIVED]
-
-    def tasks_done(self) -> int:
-        """How many archive tasks this worker has finished, with or without effect."""
-        return sum(event["message"] in (ARCHIVED, UNCHANGED) for event in self.events())
-
-
-def wait_for(condition: Callable[[], object], what: str, seconds: float = WAIT_SECONDS) -> None:
-    """Poll until condition() is true; fail naming what was awaited."""
-    stop_at = time.monotonic() + seconds
-    while time.monotonic() < stop_at:
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {seconds} s waiting for {what}")
-
-
-@contextlib.contextmanager
-def worker_process(
-    database_url: str, log_dir: Path, name: str, **overrides: str
-) -> Iterator[RunningWorker]:
-    """Start the Procfile's worker line, wait until it is ready, and stop it by its PID."""
-    environment = service_environment(database_url, WORKER_CONCURRENCY="1", **overrides)
-    stdout_path = log_dir / f"{name}.out"
-    with stdout_path.open("wb") as stdout, (log_dir / f"{name}.err").open("wb") as stderr:
-        process = subprocess.Popen(
-            [*procfile_command("worker"), "--hostname", f"{name}@%h"],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    worker = RunningWorker(name, process, stdout_path)
-    try:
-        wait_for(
-            lambda: process.poll() is not None or "ready." in stdout_path.read_text(),
-            f"worker {name} to be ready",
-        )
-        assert process.poll() is None, stdout_path.read_text()
-        yield worker
-    finally:
-        stop_process(process)
+from .workers import ARCHIVED, worker_process
 
 
 @pytest.fixture(autouse=True)
@@ -189,7 +119,7 @@ def test_sigterm_lets_the_worker_finish_the_task_in_hand_and_exit_zero(
         worker_process(database_url, tmp_path, "graceful") as worker,
     ):
         assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
-        wait_for(lambda: task_waits_for_lock(database_url), "the task to block on the lock")
+        wait_for(lambda: update_waits_for_lock(database_url), "the task to block on the lock")
         worker.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert worker.process.poll() is None, "the worker quit with a task in hand"
@@ -227,7 +157,7 @@ def test_a_task_whose_worker_is_killed_midway_is_run_again_by_another(
     with row_locked(database_url, todo_id) as blocker:
         with worker_process(database_url, tmp_path, "doomed", **limits) as doomed:
             assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
-            wait_for(lambda: task_waits_for_lock(database_url), "the task to block on the lock")
+            wait_for(lambda: update_waits_for_lock(database_url), "the task to block on the lock")
             os.killpg(doomed.process.pid, signal.SIGKILL)
             doomed.process.wait()
         blocker.rollback()
@@ -236,31 +166,3 @@ def test_a_task_whose_worker_is_killed_midway_is_run_again_by_another(
             wait_for(lambda: rescuer.tasks_done() == 1, "the lost task to be run again")
         assert rescuer.archived_todo_ids() == [todo_id]
         assert archived_ids(database_url) == {todo_id}
-
-
-@contextlib.contextmanager
-def row_locked(database_url: str, todo_id: int) -> Iterator[Connection]:
-    """Hold a todo's row lock, so a task that updates it stops half-way; roll back to free it."""
-    engine = create_engine(database_url)
-    connection = engine.connect()
-    try:
-        connection.execute(text("SELECT id FROM todos WHERE id = :id FOR UPDATE"), {"id": todo_id})
-        yield connection
-    finally:
-        connection.close()
-        engine.dispose()
-
-
-def task_waits_for_lock(database_url: str) -> bool:
-    """True when an UPDATE of todos waits for a lock (seen from a fresh session, since
-    pg_stat_activity is a snapshot for the length of a transaction)."""
-    engine = create_engine(database_url)
-    with engine.connect() as connection:
-        waiting = connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE todos%'"
-            )
-        )
-    engine.dispose()
-    return bool(waiting)

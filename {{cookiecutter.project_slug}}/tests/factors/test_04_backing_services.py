@@ -1,0 +1,56 @@
+"""Backing services as attached resources: a new DATABASE_URL is a new database, no code change."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import URL
+
+from ..support import (
+    count_todos,
+    create_database,
+    drop_database,
+    http_get,
+    http_request,
+    migrate,
+    service_environment,
+    web_process,
+)
+
+
+@pytest.fixture
+def second_database(admin_url: URL) -> Iterator[str]:
+    """Another migrated database on the same server, dropped after the test."""
+    name = f"test_second_{uuid.uuid4().hex[:12]}"
+    create_database(admin_url, name)
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url, "head")
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+def test_pointing_database_url_elsewhere_serves_from_there(
+    database_url: str, second_database: str, tmp_path: Path
+) -> None:
+    before = count_todos(database_url)
+    environment = service_environment(second_database, WEB_CONCURRENCY="1")
+    with web_process(environment, tmp_path) as service:
+        status, _ = http_request("POST", f"{service.base_url}/api/todos", {"title": "elsewhere"})
+        assert status == 201
+        _, body = http_get(f"{service.base_url}/api/todos")
+    assert [item["title"] for item in json.loads(body)["items"]] == ["elsewhere"]
+    assert count_todos(second_database) == 1
+    assert count_todos(database_url) == before
+
+
+def test_a_heroku_style_postgres_url_is_accepted(database_url: str, tmp_path: Path) -> None:
+    short_scheme = "postgres://" + database_url.split("://", 1)[1]
+    environment = service_environment(short_scheme, WEB_CONCURRENCY="1")
+    with web_process(environment, tmp_path) as service:
+        assert http_get(f"{service.base_url}/readyz")[0] == 200

@@ -1,0 +1,24 @@
+"""Port binding: the web line serves HTTP itself on $PORT, with gunicorn as a dependency."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from ..support import PROJECT_ROOT, http_get, procfile_command, service_environment, web_process
+
+
+def test_the_web_line_serves_on_the_port_it_is_given(database_url: str, tmp_path: Path) -> None:
+    environment = service_environment(database_url, WEB_CONCURRENCY="1")
+    with web_process(environment, tmp_path) as first, web_process(environment, tmp_path) as second:
+        assert first.base_url != second.base_url
+        for service in (first, second):
+            status, body = http_get(f"{service.base_url}/healthz")
+            assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+
+def test_the_http_server_is_a_declared_dependency_not_an_external_one() -> None:
+    assert procfile_command("web")[0] == "gunicorn"
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert any(requirement.startswith("gunicorn") for requirement in project["dependencies"])

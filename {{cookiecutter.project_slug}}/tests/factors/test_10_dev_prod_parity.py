@@ -1,0 +1,55 @@
+"""Dev/prod parity: PostgreSQL everywhere, one major version in every file that names it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import make_url
+
+from ..conftest import DEFAULT_TEST_DATABASE_URL
+from ..support import PROJECT_ROOT
+
+POSTGRES_VERSION = "{{ cookiecutter.postgres_version }}"
+# Spelled in two parts so that this file does not trip its own search.
+OTHER_DATABASE = "sq" + "lite"
+SKIPPED_DIRECTORIES = {".venv", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+
+
+def project_files() -> list[Path]:
+    """Every text file of the project, outside environments and caches."""
+    return [
+        path
+        for path in PROJECT_ROOT.rglob("*")
+        if path.is_file()
+        and not SKIPPED_DIRECTORIES & set(path.relative_to(PROJECT_ROOT).parts)
+        and "__pycache__" not in path.parts
+    ]
+
+
+def test_tests_run_on_postgresql(database_url: str) -> None:
+    assert make_url(DEFAULT_TEST_DATABASE_URL).get_backend_name() == "postgresql"
+    assert make_url(database_url).get_backend_name() == "postgresql"
+
+
+def test_no_other_database_engine_is_named_anywhere() -> None:
+    offenders = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in project_files()
+        if OTHER_DATABASE in path.read_bytes().decode(errors="replace").lower()
+    ]
+    assert offenders == []
+
+
+def test_every_postgres_image_and_mention_has_the_same_major_version() -> None:
+    versions: dict[str, set[str]] = {}
+    for path in project_files():
+        if path.suffix not in {".yml", ".yaml", ".md"} and path.name != "Dockerfile":
+            continue
+        content = path.read_text(errors="replace")
+        found = set(re.findall(r"\bpostgres:(\d+)", content))
+        found |= set(re.findall(r"\bPostgreSQL (\d+)\b", content))
+        if found:
+            versions[str(path.relative_to(PROJECT_ROOT))] = found
+    assert "README.md" in versions
+    assert {name: found for name, found in versions.items() if found != {POSTGRES_VERSION}} == {}
