@@ -29,7 +29,9 @@ def test_web_concurrency_sets_the_number_of_worker_processes(
 ) -> None:
     environment = service_environment(database_url, WEB_CONCURRENCY="3")
     with web_process(environment, tmp_path) as service:
-        wait_for(lambda: len(child_pids(service.process.pid)) == 3, "three gunicorn workers")
+        wait_for(
+            lambda: len(child_pids(service.process.pid)) == 3, "three gunicorn workers", seconds=15
+        )
         assert http_get(f"{service.base_url}/healthz")[0] == 200
         # The process we started is the server itself: no daemon, no pid file.
         assert service.process.poll() is None
