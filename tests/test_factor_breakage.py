@@ -99,8 +99,8 @@ BREAKAGES = [
         lambda project: replace(
             src(project, "todos.py"),
             "    return TodoOut.model_validate(find_todo(todo_id))",
-            "    return MEMORY.setdefault(todo_id, TodoOut.model_validate(find_todo(todo_id)))\n\n\n"
-            "MEMORY: dict[int, TodoOut] = {}",
+            "    return MEMORY.setdefault(todo_id, TodoOut.model_validate(find_todo(todo_id)))"
+            "\n\n\nMEMORY: dict[int, TodoOut] = {}",
         ),
     ),
     Breakage(
@@ -135,7 +135,8 @@ BREAKAGES = [
         lambda project: replace(
             src(project, "logging.py"),
             "    root.addHandler(handler)\n",
-            '    root.addHandler(handler)\n    root.addHandler(logging.FileHandler("service.log"))\n',
+            "    root.addHandler(handler)\n"
+            '    root.addHandler(logging.FileHandler("service.log"))\n',
         ),
     ),
     Breakage(
