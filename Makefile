@@ -13,7 +13,7 @@ ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bake lock clean
+.PHONY: help install test lint format bake lock clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ format: install ## Fix what ruff can fix in the hooks and the template tests
 
 bake: install ## Bake the default project into build/ (or OUT=dir; change answers with ARGS=...)
 	$(BIN)/cookiecutter --no-input --output-dir "$(OUT)" . $(ARGS)
+
+bench: install ## Measure the baked services (throughput, workers, memory, start-up); BENCH_QUICK=1 for a smoke run
+	$(BIN)/python -m bench
 
 lock: ## Re-resolve requirements-dev.lock after changing requirements-dev.in
 	uv pip compile --quiet --universal --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.lock

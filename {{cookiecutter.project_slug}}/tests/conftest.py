@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -20,9 +19,7 @@ from .support import (
     TEST_REDIS_URL,
 {%- endif %}
     TEST_SECRET_KEY,
-    create_database,
-    drop_database,
-    migrate,
+    temporary_database,
 )
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -51,14 +48,15 @@ def admin_url() -> URL:
 @pytest.fixture(scope="session")
 def database_url(admin_url: URL) -> Iterator[str]:
     """A database of this test run's own, with the schema the migrations make."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    create_database(admin_url, name)
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url, "head")
+    with temporary_database(admin_url, "run", "head") as url:
         yield url
-    finally:
-        drop_database(admin_url, name)
+
+
+@pytest.fixture
+def empty_database(admin_url: URL) -> Iterator[str]:
+    """A database with nothing in it, for tests of what builds the schema."""
+    with temporary_database(admin_url, "empty") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,20 @@ def drop_database(admin_url: URL, name: str) -> None:
     engine.dispose()
 
 
+@contextlib.contextmanager
+def temporary_database(admin_url: URL, purpose: str, revision: str | None = None) -> Iterator[str]:
+    """A database of its own for a test, migrated to revision if given; dropped afterwards."""
+    name = f"test_{purpose}_{uuid.uuid4().hex[:12]}"
+    create_database(admin_url, name)
+    try:
+        url = admin_url.set(database=name).render_as_string(hide_password=False)
+        if revision is not None:
+            migrate(url, revision)
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
 def alembic_config(database_url: str) -> Config:
     """Alembic's configuration for this project, pointed at one database."""
     config = Config(PROJECT_ROOT / "alembic.ini")
@@ -86,6 +101,21 @@ def procfile_command(process_type: str) -> list[str]:
         if name.strip() == process_type:
             return command_line.split()
     raise LookupError(f"the Procfile has no {process_type!r} line")
+
+
+def run_flask_command(
+    environment: Mapping[str, str], *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `flask --app <package>.wsgi ...` as an operator would, to completion."""
+    return subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "{{ cookiecutter.package_name }}.wsgi", *arguments],
+        cwd=PROJECT_ROOT,
+        env=dict(environment),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def free_port() -> int:

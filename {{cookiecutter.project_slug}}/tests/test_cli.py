@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-
-from .support import PROJECT_ROOT, TEST_SECRET_KEY, VENV_BIN, service_environment
-
-
-def run_flask_command(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """Run `flask --app <package>.wsgi ...` as an operator would."""
-    return subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "{{ cookiecutter.package_name }}.wsgi", *arguments],
-        cwd=PROJECT_ROOT,
-        env=service_environment(database_url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from .support import TEST_SECRET_KEY, run_flask_command, service_environment
 
 
 def test_show_config_prints_settings_with_secrets_masked(database_url: str) -> None:
     password_url = database_url.replace("postgres@", "postgres:hunter2-password@", 1)
-    result = run_flask_command(password_url, "show-config")
+    result = run_flask_command(service_environment(password_url), "show-config")
     assert result.returncode == 0, result.stderr
     lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert lines["PORT"] == "8000"
@@ -32,6 +17,6 @@ def test_show_config_prints_settings_with_secrets_masked(database_url: str) -> N
 
 
 def test_count_todos_reads_the_configured_database(database_url: str) -> None:
-    result = run_flask_command(database_url, "count-todos")
+    result = run_flask_command(service_environment(database_url), "count-todos")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0"

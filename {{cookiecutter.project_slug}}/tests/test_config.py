@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,10 @@ import pytest
 from {{ cookiecutter.package_name }}.config import ConfigError, load_settings
 
 from .support import (
-    PROJECT_ROOT,
     SERVICE_VARIABLES,
     TEST_SECRET_KEY,
-    procfile_command,
     required_environment,
+    run_process,
     service_environment,
 )
 
@@ -143,15 +141,7 @@ def test_processes_stop_at_once_with_one_line_naming_a_missing_variable(
 ) -> None:
     environment = service_environment(database_url)
     del environment[variable]
-    result = subprocess.run(
-        procfile_command(process_type),
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_process(process_type, environment)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"{program}: configuration error: {variable} is required but not set"
@@ -162,15 +152,7 @@ def test_processes_stop_at_once_with_one_line_naming_a_missing_variable(
 def test_a_process_never_prints_the_secret_it_was_given(database_url: str) -> None:
     secret = "do-not-print-me-0123456789"
     environment = service_environment(database_url, SECRET_KEY=secret, PORT="not-a-port")
-    result = subprocess.run(
-        procfile_command("web"),
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_process("web", environment)
     assert result.returncode == 1
     assert "PORT" in result.stderr
     assert secret not in result.stdout + result.stderr

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 
-import pytest
 from alembic import command
-from sqlalchemy import URL, create_engine, inspect
+from sqlalchemy import create_engine, inspect
 
 from .support import (
     PROJECT_ROOT,
     alembic_config,
-    create_database,
-    drop_database,
     migrate,
     run_process,
     service_environment,
 )
-
-
-@pytest.fixture
-def empty_database(admin_url: URL) -> Iterator[str]:
-    """A database with nothing in it, dropped after the test."""
-    name = f"test_empty_{uuid.uuid4().hex[:12]}"
-    create_database(admin_url, name)
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop_database(admin_url, name)
 
 
 def table_names(database_url: str) -> set[str]:

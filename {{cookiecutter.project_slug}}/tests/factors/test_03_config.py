@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,27 +11,14 @@ from ..support import (
     PROJECT_ROOT,
     TEST_SECRET_KEY,
     http_get,
-    procfile_command,
     required_environment,
+    run_process,
     service_environment,
     web_process,
 )
 
 REQUIRED = sorted(required_environment("postgresql://unused"))
 PACKAGE = PROJECT_ROOT / "src" / "{{ cookiecutter.package_name }}"
-
-
-def start_web(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Start the web process and let it run until it exits (it should, at once)."""
-    return subprocess.run(
-        procfile_command("web"),
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("variable", REQUIRED)
@@ -45,7 +31,7 @@ def test_a_missing_or_malformed_required_variable_stops_the_process_naming_it(
         del environment[variable]
     else:
         environment[variable] = "x"
-    result = start_web(environment)
+    result = run_process("web", environment)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

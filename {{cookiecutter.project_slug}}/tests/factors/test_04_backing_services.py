@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +11,10 @@ from sqlalchemy import URL
 
 from ..support import (
     count_todos,
-    create_database,
-    drop_database,
     http_get,
     http_request,
-    migrate,
     service_environment,
+    temporary_database,
     web_process,
 )
 
@@ -25,14 +22,8 @@ from ..support import (
 @pytest.fixture
 def second_database(admin_url: URL) -> Iterator[str]:
     """Another migrated database on the same server, dropped after the test."""
-    name = f"test_second_{uuid.uuid4().hex[:12]}"
-    create_database(admin_url, name)
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url, "head")
+    with temporary_database(admin_url, "second", "head") as url:
         yield url
-    finally:
-        drop_database(admin_url, name)
 
 
 def test_pointing_database_url_elsewhere_serves_from_there(

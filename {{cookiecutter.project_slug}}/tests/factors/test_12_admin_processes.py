@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from sqlalchemy import URL, create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 from ..support import (
     PROJECT_ROOT,
-    VENV_BIN,
     count_todos,
-    create_database,
-    drop_database,
     http_get,
     http_request,
     procfile_command,
+    run_flask_command,
     run_process,
     service_environment,
     web_process,
 )
-
-
-@pytest.fixture
-def empty_database(admin_url: URL) -> Iterator[str]:
-    """A database with nothing in it, dropped after the test."""
-    name = f"test_admin_{uuid.uuid4().hex[:12]}"
-    create_database(admin_url, name)
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop_database(admin_url, name)
 
 
 def schema(database_url: str) -> tuple[set[str], list[str]]:
@@ -91,15 +75,7 @@ def test_a_one_off_command_sees_what_the_web_process_wrote(
     with web_process(environment, tmp_path) as service:
         status, _ = http_request("POST", f"{service.base_url}/api/todos", {"title": "counted"})
     assert status == 201
-    result = subprocess.run(
-        [VENV_BIN / "flask", "--app", "{{ cookiecutter.package_name }}.wsgi", "count-todos"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_flask_command(environment, "count-todos")
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.strip().splitlines()[-1]) == count_todos(database_url) == 1
 

@@ -1,0 +1,993 @@
+"""`make bench`: bake, install and measure the template's two main bakes side by side.
+
+Phases, each bounded in requests and time:
+  1. bake the default and the worker=celery projects; `make install` in each;
+     one fresh PostgreSQL database per bake, migrated by the Procfile's release line;
+  2. web (default bake): wrk rounds over five scenarios, interleaved; a one-off run with
+     LOG_LEVEL=INFO; database round trips per request through a counting proxy;
+  3. memory of the web processes after the load;
+  4. start-up of the web line: process start to first 200 on /healthz;
+  5. worker (celery bake): 400 archive tasks drained by 1 vs 2 worker processes;
+then the Markdown report on stdout and in build/bench/latest.md (raw runs in latest.json).
+Progress lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import load, procs
+from .dbproxy import CountingProxy
+from .report import fmt, median, ratio, spread, table
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = TEMPLATE_DIR / "build" / "bench"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 14
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+CELERY_QUEUE = "celery"
+
+T0 = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, stamped with the seconds since the start."""
+    print(f"[bench {time.monotonic() - T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure; BENCH_QUICK=1 runs one repetition of everything."""
+
+    quick: bool
+    web_reps: int
+    duration: float
+    wrk_threads: int
+    wrk_connections: int
+    seed_todos: int
+    deep_after: int
+    page_size: int
+    worker_reps: int
+    tasks: int
+    startup_reps: int
+    roundtrip_requests: int
+
+    @classmethod
+    def from_environment(cls) -> Plan:
+        """The full plan, or the smoke-check one under BENCH_QUICK=1."""
+        quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+        return cls(
+            quick=quick,
+            web_reps=1 if quick else 5,
+            duration=float(os.environ.get("BENCH_DURATION", 2 if quick else 5)),
+            wrk_threads=2,
+            wrk_connections=16,
+            seed_todos=2000,
+            deep_after=1900,
+            page_size=20,
+            worker_reps=1 if quick else 3,
+            tasks=400,
+            startup_reps=1 if quick else 5,
+            roundtrip_requests=20,
+        )
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+class SqlPipe:
+    """bench/sqlpipe.py running under a baked project's interpreter (which has psycopg2)."""
+
+    def __init__(self, python: Path) -> None:
+        popen = subprocess.Popen(  # noqa: S603 - our own script, with the baked interpreter
+            [str(python), str(BENCH_DIR / "sqlpipe.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        # Not in procs.RUNNING: it must outlive the services, to drop the databases last.
+        self.proc = procs.Proc("sqlpipe", popen, time.monotonic())  # type: ignore[arg-type]
+        self.popen = popen
+
+    def ask(self, request: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+        """Send one request and wait (bounded) for its answer."""
+        if self.popen.stdin is None or self.popen.stdout is None:
+            raise RuntimeError("sqlpipe has no pipes")
+        self.popen.stdin.write(json.dumps(request) + "\n")
+        self.popen.stdin.flush()
+        ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"sqlpipe gave no answer within {timeout} s to {request.get('op')}")
+        line = self.popen.stdout.readline()
+        if not line:
+            raise RuntimeError("sqlpipe exited")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"SQL failed: {answer['error']} (in {request.get('sql', '')[:80]})")
+        return answer
+
+    def sql(self, conn: str, url: str, sql: str, params: list[Any] | None = None) -> list[Any]:
+        """The rows of one statement (empty for statements without rows)."""
+        answer = self.ask({"op": "sql", "conn": conn, "url": url, "sql": sql, "params": params})
+        return answer["rows"] or []
+
+    def close(self) -> None:
+        """Close stdin (the script then closes its connections and exits) and reap it."""
+        with contextlib.suppress(OSError):
+            if self.popen.stdin is not None:
+                self.popen.stdin.close()
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            procs.stop(self.proc)
+
+
+def database_url(admin_url: str, name: str, **query: str) -> str:
+    """admin_url pointing at another database (and with extra query parameters)."""
+    parts = urllib.parse.urlsplit(admin_url)
+    params = dict(urllib.parse.parse_qsl(parts.query))
+    params.update(query)
+    return urllib.parse.urlunsplit(
+        parts._replace(path=f"/{name}", query=urllib.parse.urlencode(params))
+    )
+
+
+# --------------------------------------------------------------------------- bakes
+
+
+@dataclass
+class Bake:
+    """A baked, installed project and the database it runs against."""
+
+    label: str
+    path: Path
+    database: str = ""
+    url: str = ""
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    celery: bool = False
+
+    @property
+    def bin(self) -> Path:
+        """The project's .venv/bin."""
+        return self.path / ".venv" / "bin"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """Environment of a service process: ours minus the service's variables, plus them."""
+        blocked = procs.service_variables(self.path)
+        env = {
+            name: value for name, value in procs.clean_environment().items() if name not in blocked
+        }
+        env.update(
+            PATH=f"{self.bin}{os.pathsep}{env.get('PATH', '')}",
+            PYTHONUNBUFFERED="1",
+            DATABASE_URL=self.url,
+            SECRET_KEY=self.secret,
+            LOG_FORMAT="json",
+            LOG_LEVEL="WARNING",
+            RELEASE_ID="bench",
+        )
+        if self.celery:
+            env["REDIS_URL"] = REDIS_URL
+        env.update(overrides)
+        return env
+
+
+def bake(work: Path, label: str, extra: dict[str, str]) -> Bake:
+    """Bake the template into work/label with cookiecutter's Python API."""
+    from cookiecutter.main import cookiecutter  # the template's .venv has it
+
+    config = work / "cookiecutter-config.yaml"
+    if not config.exists():
+        config.write_text(
+            f"cookiecutters_dir: {json.dumps(str(work / 'cookiecutters'))}\n"
+            f"replay_dir: {json.dumps(str(work / 'replay'))}\n",
+            encoding="utf-8",
+        )
+    out = work / label
+    out.mkdir()
+    # The post-gen hook prints its next steps on stdout, which is the report's: send them
+    # (a child process's output, so at the descriptor level) to stderr with the progress.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        path = cookiecutter(
+            str(TEMPLATE_DIR),
+            no_input=True,
+            output_dir=str(out),
+            extra_context=extra,
+            config_file=str(config),
+        )
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    return Bake(label, Path(path), celery=extra.get("worker") == "celery")
+
+
+def make_install(bakes: list[Bake], logs: Path) -> None:
+    """`make install` in every bake at once, with the template's tools (uv) first on PATH."""
+    env = procs.clean_environment(extra_path=str(TEMPLATE_DIR / ".venv" / "bin"))
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    command = ["make", "--no-print-directory", "install"]
+    if os.environ.get("BENCH_PROJECT_PYTHON"):
+        command.append(f"PYTHON={os.environ['BENCH_PROJECT_PYTHON']}")
+    running = [
+        procs.start(
+            f"make install ({b.label})",
+            command,
+            cwd=b.path,
+            env=env,
+            log_path=logs / f"install-{b.label}.log",
+        )
+        for b in bakes
+    ]
+    deadline = time.monotonic() + 600
+    for proc in running:
+        try:
+            proc.popen.wait(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            procs.stop(proc)
+            raise RuntimeError(f"{proc.name} took over 600 s") from None
+        procs.RUNNING.remove(proc)
+        if proc.popen.returncode != 0:
+            raise RuntimeError(f"{proc.name} failed:\n{procs.tail(proc.log_path)}")
+
+
+def run_release(b: Bake, logs: Path) -> float:
+    """Run the Procfile's release line against the bake's database; seconds it took."""
+    proc = procs.start(
+        f"release ({b.label})",
+        procs.procfile_command(b.path, "release"),
+        cwd=b.path,
+        env=b.env(),
+        log_path=logs / f"release-{b.label}.log",
+    )
+    try:
+        code = proc.popen.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        procs.stop(proc)
+        raise RuntimeError("the release process took over 120 s") from None
+    procs.RUNNING.remove(proc)
+    if code != 0:
+        raise RuntimeError(f"release failed ({code}):\n{procs.tail(proc.log_path)}")
+    return time.monotonic() - proc.started
+
+
+def start_web(b: Bake, logs: Path, name: str, **overrides: str) -> procs.Proc:
+    """Start the Procfile's web line on a free port and wait for its first 200."""
+    port = procs.free_port()
+    env = b.env(PORT=str(port), WEB_CONCURRENCY="2", **overrides)
+    proc = procs.start(
+        name,
+        procs.procfile_command(b.path, "web"),
+        cwd=b.path,
+        env=env,
+        log_path=logs / f"{name}-{port}.log",
+        port=port,
+    )
+    procs.wait_for_200(proc)
+    return proc
+
+
+def seed(pipe: SqlPipe, b: Bake, count: int) -> list[int]:
+    """Insert count todos, one second apart in created_at, oldest first; their ids."""
+    rows = pipe.sql(
+        b.label,
+        b.url,
+        "INSERT INTO todos (title, done, created_at, updated_at) "
+        "SELECT 'seeded todo ' || i, i %% 3 = 0, now() - make_interval(secs => %s - i), "
+        "now() - make_interval(secs => %s - i) FROM generate_series(1, %s) AS i RETURNING id",
+        [count, count, count],
+    )
+    return sorted(row[0] for row in rows)
+
+
+# --------------------------------------------------------------------------- web
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One line of the web table."""
+
+    key: str
+    label: str
+    method: str
+    path: str
+
+
+def deep_cursor(port: int, after: int) -> str:
+    """The cursor after `after` items, found by paging through once (100 at a time)."""
+    cursor, seen = None, 0
+    for _ in range(after // 100 + 2):
+        size = min(100, after - seen)
+        query = f"?limit={size}" + (f"&cursor={cursor}" if cursor else "")
+        status, body = procs.http_request("GET", port, f"/api/todos{query}")
+        if status != 200:
+            raise RuntimeError(f"GET /api/todos{query} answered {status}")
+        page = json.loads(body)
+        seen += len(page["items"])
+        cursor = page["next_cursor"]
+        if seen >= after:
+            return str(cursor)
+    raise RuntimeError(f"could not page {after} items deep")
+
+
+def warm(port: int, scenarios: list[Scenario]) -> None:
+    """A few requests per scenario, so each worker has imported and connected."""
+    for scenario in scenarios:
+        for _ in range(8):
+            payload = {"title": "warm-up", "done": False} if scenario.method == "POST" else None
+            status, _ = procs.http_request(scenario.method, port, scenario.path, payload)
+            if status >= 400:
+                raise RuntimeError(f"{scenario.label} answered {status} during warm-up")
+
+
+class Loader:
+    """wrk or the Python fallback, with the plan's duration and concurrency."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.wrk = load.ensure_wrk(progress)
+        self.name = load.wrk_version(self.wrk) if self.wrk else "Python threads + http.client"
+
+    def run(self, port: int, scenario: Scenario) -> load.LoadResult:
+        """One fixed-duration run of a scenario."""
+        if self.wrk:
+            return load.run_wrk(
+                self.wrk,
+                f"http://127.0.0.1:{port}{scenario.path}",
+                scenario.method,
+                self.plan.duration,
+                self.plan.wrk_threads,
+                self.plan.wrk_connections,
+            )
+        return load.run_python(
+            port, scenario.path, scenario.method, self.plan.duration, self.plan.wrk_connections
+        )
+
+
+def measure_web(
+    plan: Plan, loader: Loader, pipe: SqlPipe, b: Bake, logs: Path, results: dict[str, Any]
+) -> None:
+    """Phases 2 and 3: interleaved wrk rounds, the INFO run, round trips, memory."""
+    ids = seed(pipe, b, plan.seed_todos)
+    progress(f"seeded {len(ids)} todos")
+    web = start_web(b, logs, "web-warning")
+    web_info = start_web(b, logs, "web-info", LOG_LEVEL="INFO")
+    progress(f"web (WARNING) on :{web.port}, web (INFO) on :{web_info.port}, 2 workers each")
+    cursor = deep_cursor(web.port or 0, plan.deep_after)
+    some_id = ids[len(ids) // 2]
+    scenarios = [
+        Scenario("healthz", "GET /healthz", "GET", "/healthz"),
+        Scenario(
+            "first",
+            f"GET /api/todos?limit={plan.page_size} (first page)",
+            "GET",
+            f"/api/todos?limit={plan.page_size}",
+        ),
+        Scenario(
+            "deep",
+            f"GET /api/todos?limit={plan.page_size}&cursor=... (after {plan.deep_after})",
+            "GET",
+            f"/api/todos?limit={plan.page_size}&cursor={cursor}",
+        ),
+        Scenario("get", "GET /api/todos/<id>", "GET", f"/api/todos/{some_id}"),
+        Scenario("post", "POST /api/todos", "POST", "/api/todos"),
+    ]
+    status, body = procs.http_request("GET", web.port or 0, scenarios[2].path)
+    deep_items = len(json.loads(body)["items"]) if status == 200 else 0
+    if deep_items != plan.page_size:
+        raise RuntimeError(f"the deep page gave {deep_items} items, not {plan.page_size}")
+    warm(web.port or 0, scenarios)
+    warm(web_info.port or 0, scenarios[:2])
+
+    runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in scenarios}
+    info_runs: dict[str, dict[str, Any]] = {}
+    info_round = (plan.web_reps - 1) // 2  # the middle round
+    for round_no in range(plan.web_reps):
+        # Rotate the order each round, so no scenario always follows the POST run.
+        order = scenarios[round_no % len(scenarios) :] + scenarios[: round_no % len(scenarios)]
+        for scenario in order:
+            result = loader.run(web.port or 0, scenario)
+            runs[scenario.key].append(asdict(result))
+            progress(
+                f"round {round_no + 1}/{plan.web_reps} {scenario.label}: "
+                f"{result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms "
+                f"p99 {result.p99_ms:.2f} ms errors {result.errors}"
+            )
+            if round_no == info_round and scenario.key in ("healthz", "first"):
+                before = web_info.log_path.stat().st_size if web_info.log_path else 0
+                info = loader.run(web_info.port or 0, scenario)
+                after = web_info.log_path.stat().st_size if web_info.log_path else 0
+                info_runs[scenario.key] = {
+                    **asdict(info),
+                    "same_round_warning_rps": result.rps,
+                    "log_bytes_per_request": (after - before) / max(info.requests, 1),
+                }
+                progress(
+                    f"round {round_no + 1} {scenario.label} with LOG_LEVEL=INFO: "
+                    f"{info.rps:,.0f} req/s p50 {info.p50_ms:.2f} ms"
+                )
+
+    memory = {"gunicorn master": procs.rss_kib(web.pid)}
+    for n, child in enumerate(procs.child_pids(web.pid), 1):
+        memory[f"gunicorn worker {n}"] = procs.rss_kib(child)
+    warning_log_lines = (
+        len(web.log_path.read_text(errors="replace").splitlines()) if web.log_path else 0
+    )
+    procs.stop(web)
+    procs.stop(web_info)
+    progress(f"web load done; RSS (KiB) {memory}")
+    todo_count = pipe.sql(b.label, b.url, "SELECT count(*) FROM todos")[0][0]
+
+    results["web"] = {
+        "scenarios": [asdict(s) for s in scenarios],
+        "runs": runs,
+        "info_runs": info_runs,
+        "memory_kib": memory,
+        "warning_log_lines": warning_log_lines,
+        "todos_after": todo_count,
+    }
+    results["roundtrips"] = measure_roundtrips(plan, pipe, b, logs, scenarios)
+
+
+def measure_roundtrips(
+    plan: Plan, pipe: SqlPipe, b: Bake, logs: Path, scenarios: list[Scenario]
+) -> dict[str, Any]:
+    """Queries sent to PostgreSQL per request, through the counting proxy; then what
+    the observed sequence of a read costs against its one SELECT, replayed directly."""
+    parts = urllib.parse.urlsplit(b.url)
+    proxy = CountingProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    direct = urllib.parse.urlsplit(database_url(b.url, b.database, sslmode="disable"))
+    credentials = direct.netloc.rpartition("@")[0]
+    netloc = (f"{credentials}@" if credentials else "") + f"127.0.0.1:{proxy.port}"
+    proxied = Bake(
+        b.label,
+        b.path,
+        b.database,
+        urllib.parse.urlunsplit(direct._replace(netloc=netloc)),
+        b.secret,
+        b.celery,
+    )
+    out: dict[str, Any] = {"per_request": {}, "sequences": {}}
+    web = None
+    try:
+        port = procs.free_port()
+        web = procs.start(
+            "web-proxied",
+            procs.procfile_command(b.path, "web"),
+            cwd=b.path,
+            env=proxied.env(PORT=str(port), WEB_CONCURRENCY="1"),
+            log_path=logs / "web-proxied.log",
+            port=port,
+        )
+        procs.wait_for_200(web)
+        n = plan.roundtrip_requests
+        for scenario in scenarios:
+            payload = {"title": "round trip", "done": False} if scenario.method == "POST" else None
+            for _ in range(3):
+                procs.http_request(scenario.method, port, scenario.path, payload)
+            time.sleep(0.05)
+            proxy.reset()
+            for _ in range(n):
+                procs.http_request(scenario.method, port, scenario.path, payload)
+            time.sleep(0.1)
+            counts, queries = proxy.snapshot()
+            out["per_request"][scenario.key] = {kind: count / n for kind, count in counts.items()}
+            per = len(queries) // n if n else 0
+            out["sequences"][scenario.key] = queries[:per]
+        progress(
+            "round trips per request: "
+            + ", ".join(f"{k} {v.get('Q', 0):g}" for k, v in out["per_request"].items())
+        )
+    finally:
+        if web is not None:
+            procs.stop(web)
+        proxy.close()
+
+    sequence = out["sequences"].get("get", [])
+    main = [q for q in sequence if q.upper().startswith("SELECT") and "todos" in q]
+    if sequence and main and len(sequence) <= 10:
+        timings: dict[str, list[float]] = {"sequence": [], "select_only": []}
+        for _ in range(1 if plan.quick else 3):
+            for key, statements in (("sequence", sequence), ("select_only", main)):
+                answer = pipe.ask(
+                    {
+                        "op": "replay",
+                        "conn": "replay",
+                        "url": b.url,
+                        "statements": statements,
+                        "seconds": 0.5,
+                        "max_loops": 50_000,
+                    }
+                )
+                timings[key].append(answer["us_per_loop"])
+        pipe.ask({"op": "close", "conn": "replay"})
+        out["replay_us"] = timings
+        progress(
+            f"replayed read: {median(timings['sequence']):.0f} us for the observed "
+            f"sequence vs {median(timings['select_only']):.0f} us for its SELECT alone"
+        )
+    return out
+
+
+def measure_startup(plan: Plan, b: Bake, logs: Path) -> list[float]:
+    """Phase 4: process start to first 200 on /healthz, for the web line."""
+    times = []
+    for rep in range(plan.startup_reps):
+        port = procs.free_port()
+        proc = procs.start(
+            "web-startup",
+            procs.procfile_command(b.path, "web"),
+            cwd=b.path,
+            env=b.env(PORT=str(port), WEB_CONCURRENCY="2"),
+            log_path=logs / "web-startup.log",
+            port=port,
+        )
+        try:
+            times.append(procs.wait_for_200(proc, deadline=60))
+        finally:
+            procs.stop(proc)
+        progress(f"start-up {rep + 1}/{plan.startup_reps}: {times[-1]:.3f} s")
+    return times
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def redis(*command: str) -> object:
+    """One command on the bench's Redis database."""
+    return procs.redis_command(REDIS_HOST, REDIS_PORT, REDIS_DB, *command)
+
+
+def enqueue(port: int, ids: list[int]) -> int:
+    """POST /api/todos/<id>/archive for each id (4 at a time); how many answered 202."""
+
+    def one(todo_id: int) -> int:
+        return procs.http_request("POST", port, f"/api/todos/{todo_id}/archive", timeout=10)[0]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return sum(1 for status in pool.map(one, ids) if status == 202)
+
+
+def measure_worker(plan: Plan, pipe: SqlPipe, b: Bake, logs: Path) -> dict[str, Any]:
+    """Phase 5: drain plan.tasks archive tasks with 1 worker process, then 2; interleaved."""
+    redis("FLUSHDB")
+    ids = seed(pipe, b, plan.tasks)
+    low, high = ids[0], ids[-1]
+    web = start_web(b, logs, "web-celery")
+    runs: dict[str, list[dict[str, float]]] = {"1": [], "2": []}
+    memory: dict[str, int | None] = {}
+    worker_command = procs.procfile_command(b.path, "worker")
+    try:
+        for rep in range(plan.worker_reps):
+            for processes in (1, 2) if rep % 2 == 0 else (2, 1):
+                pipe.sql(
+                    b.label,
+                    b.url,
+                    "UPDATE todos SET archived_at = NULL WHERE id BETWEEN %s AND %s",
+                    [low, high],
+                )
+                waiting = redis("LLEN", CELERY_QUEUE)
+                if waiting:
+                    raise RuntimeError(f"{waiting} tasks were left in the queue")
+                started = time.monotonic()
+                accepted = enqueue(web.port or 0, ids)
+                enqueue_s = time.monotonic() - started
+                queued = redis("LLEN", CELERY_QUEUE)
+                if accepted != len(ids):
+                    raise RuntimeError(f"only {accepted} of {len(ids)} archive requests got 202")
+                workers = []
+                for k in range(1, processes + 1):
+                    workers.append(
+                        procs.start(
+                            f"worker{k}",
+                            [*worker_command, "--hostname", f"bench{k}@%h"],
+                            cwd=b.path,
+                            env=b.env(WORKER_CONCURRENCY="1"),
+                            log_path=logs / f"worker{k}.log",
+                        )
+                    )
+                began = workers[0].started
+                remaining, span = len(ids), None
+                try:
+                    stop_at = time.monotonic() + 120
+                    while time.monotonic() < stop_at:
+                        remaining, span = pipe.sql(
+                            b.label,
+                            b.url,
+                            "SELECT count(*) FILTER (WHERE archived_at IS NULL), "
+                            "extract(epoch FROM max(archived_at) - min(archived_at)) "
+                            "FROM todos WHERE id BETWEEN %s AND %s",
+                            [low, high],
+                        )[0]
+                        if remaining == 0:
+                            break
+                        for w in workers:
+                            if w.popen.poll() is not None:
+                                raise RuntimeError(f"{w.name} exited:\n{procs.tail(w.log_path)}")
+                        time.sleep(0.05)
+                    wall = time.monotonic() - began
+                    if remaining:
+                        raise RuntimeError(f"{remaining} todos still unarchived after 120 s")
+                    if processes == 1 and not memory:
+                        memory["celery worker (main)"] = procs.rss_kib(workers[0].pid)
+                        for n, child in enumerate(procs.child_pids(workers[0].pid), 1):
+                            memory[f"celery pool child {n}"] = procs.rss_kib(child)
+                finally:
+                    for w in workers:
+                        procs.stop(w)
+                span_s = float(span or 0)
+                runs[str(processes)].append(
+                    {
+                        "wall_s": wall,
+                        "span_s": span_s,
+                        "tasks_per_s": (len(ids) - 1) / span_s if span_s else float("nan"),
+                        "enqueue_s": enqueue_s,
+                        "queued": float(queued or 0),
+                    }
+                )
+                progress(
+                    f"worker rep {rep + 1}/{plan.worker_reps}, {processes} process(es): "
+                    f"drained {len(ids)} in {wall:.2f} s from start "
+                    f"(first to last task {span_s:.2f} s); enqueue took {enqueue_s:.2f} s"
+                )
+    finally:
+        procs.stop(web)
+        redis("FLUSHDB")
+    return {"runs": runs, "memory_kib": memory}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine_facts(
+    loader: Loader, pipe: SqlPipe, admin_url: str, bakes: list[Bake]
+) -> dict[str, str]:
+    """What the figures were measured on."""
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    baked_python = subprocess.run(  # noqa: S603
+        [str(bakes[0].bin / "python"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.strip()
+    redis_info = str(procs.redis_command(REDIS_HOST, REDIS_PORT, REDIS_DB, "INFO", "server"))
+    redis_version = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in redis_info.splitlines()
+            if line.startswith("redis_version:")
+        ),
+        "?",
+    )
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "kernel": platform.release(),
+        "harness Python": platform.python_version(),
+        "baked projects' Python": baked_python.removeprefix("Python "),
+        "PostgreSQL": str(pipe.sql("admin", admin_url, "SHOW server_version")[0][0]),
+        "Redis": redis_version,
+        "load generator": loader.name,
+    }
+
+
+def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: float) -> str:
+    """The Markdown report."""
+    out: list[str] = []
+    add = out.append
+    web = results["web"]
+    runs = web["runs"]
+    labels = {s["key"]: s["label"] for s in web["scenarios"]}
+    rps = {key: [r["rps"] for r in values] for key, values in runs.items()}
+    p50 = {key: median(r["p50_ms"] for r in values) for key, values in runs.items()}
+
+    add("# Benchmark of the baked services" + (" (BENCH_QUICK=1 smoke run)" if plan.quick else ""))
+    add("")
+    add(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; total wall time {wall_s:.0f} s. "
+        "Medians of interleaved runs in one session; compare ratios, not absolute numbers, "
+        "across machines."
+    )
+    add("")
+    add(table(["machine", ""], [[k, v] for k, v in facts.items()], numeric_from=9))
+    add("")
+    add("## Web: default bake, `web` line, WEB_CONCURRENCY=2 (sync workers), LOG_LEVEL=WARNING")
+    add("")
+    add(
+        f"{plan.web_reps} run(s) of {plan.duration:g} s per scenario, round-robin; "
+        f"{plan.wrk_threads} threads, {plan.wrk_connections} connections; "
+        f"{plan.seed_todos:,} todos seeded ({web['todos_after']:,} after the POST runs)."
+    )
+    add("")
+    rows = []
+    for key, values in runs.items():
+        rows.append(
+            [
+                labels[key],
+                *spread(rps[key], 0),
+                fmt(median(r["p50_ms"] for r in values), 2),
+                fmt(median(r["p99_ms"] for r in values), 2),
+                fmt(sum(r["errors"] for r in values)),
+            ]
+        )
+    add(
+        table(
+            [
+                "scenario",
+                "req/s median",
+                "min",
+                "max",
+                "runs",
+                "p50 ms (median)",
+                "p99 ms (median)",
+                "errors",
+            ],
+            rows,
+        )
+    )
+    add("")
+    add("### Ratios")
+    add("")
+    rps_m = {key: median(values) for key, values in rps.items()}
+    ratio_rows = [
+        [
+            "deep page / first page, req/s (contract: ≈ 1)",
+            fmt(ratio(rps_m["deep"], rps_m["first"]), 2),
+        ],
+        ["deep page / first page, p50 latency", fmt(ratio(p50["deep"], p50["first"]), 2)],
+        [
+            "GET one todo / GET /healthz, req/s (price of the database on a read)",
+            fmt(ratio(rps_m["get"], rps_m["healthz"]), 2),
+        ],
+        [
+            "first page / GET one todo, req/s (price of 20 rows instead of 1)",
+            fmt(ratio(rps_m["first"], rps_m["get"]), 2),
+        ],
+        [
+            "POST / GET one todo, req/s (price of a write)",
+            fmt(ratio(rps_m["post"], rps_m["get"]), 2),
+        ],
+    ]
+    for key, info in web["info_runs"].items():
+        ratio_rows.append(
+            [
+                f"{labels[key]}: LOG_LEVEL=INFO / WARNING, req/s (same round; vs median "
+                f"{fmt(ratio(info['rps'], rps_m[key]), 2)}); {info['log_bytes_per_request']:.0f} "
+                "log bytes per request",
+                fmt(ratio(info["rps"], info["same_round_warning_rps"]), 2),
+            ]
+        )
+    add(table(["ratio", "value"], ratio_rows))
+    add("")
+    add(
+        f"With LOG_LEVEL=WARNING the web process wrote {web['warning_log_lines']} log lines "
+        "in all its runs (access lines are INFO)."
+    )
+    add("")
+
+    rt = results.get("roundtrips", {})
+    if rt:
+        add("## Database round trips per request (counting proxy, 1 worker, sequential)")
+        add("")
+        rows = []
+        for key, counts in rt["per_request"].items():
+            sequence = rt["sequences"].get(key, [])
+            shown = (
+                "; ".join(f"`{q[:40]}`" for q in sequence)
+                if len(sequence) <= 6
+                else f"{len(sequence)} statements"
+            )
+            rows.append([labels[key], fmt(counts.get("Q", 0.0), 1), shown or "-"])
+        add(
+            table(
+                ["scenario", "queries (round trips) per request", "what one request sends"],
+                rows,
+                numeric_from=1,
+            )
+        )
+        add("")
+        if "replay_us" in rt:
+            seq, one = median(rt["replay_us"]["sequence"]), median(rt["replay_us"]["select_only"])
+            add(
+                f"Replaying one read's sequence straight on psycopg2 (no web, no ORM) costs "
+                f"{seq:.0f} µs against {one:.0f} µs for its SELECT alone "
+                f"({ratio(seq, one):.1f} times); GET one todo serves a request every "
+                f"{1e6 / rps_m['get'] * 2:.0f} µs per worker (2 workers at the median rate)."
+            )
+            add("")
+
+    w = results.get("worker")
+    if w:
+        add(
+            f"## Worker: celery bake, {plan.tasks} archive tasks enqueued through the API, "
+            "then drained"
+        )
+        add("")
+        add(
+            "Each worker process is the `worker` line with WORKER_CONCURRENCY=1 and "
+            "`--hostname benchN@%h`; runs alternate 1 and 2 processes. *From start*: worker "
+            "start-up until every todo has `archived_at` (polled every 50 ms); *first to last "
+            "task*: spread of `archived_at` in the database, i.e. pure drain time."
+        )
+        add("")
+        rows = []
+        for processes, values in w["runs"].items():
+            rows.append(
+                [
+                    f"{processes} worker process(es): from start, s",
+                    *spread([r["wall_s"] for r in values], 2),
+                ]
+            )
+            rows.append(
+                [
+                    f"{processes} worker process(es): first to last task, s",
+                    *spread([r["span_s"] for r in values], 2),
+                ]
+            )
+            rows.append(
+                [
+                    f"{processes} worker process(es): tasks/s",
+                    *spread([r["tasks_per_s"] for r in values], 0),
+                ]
+            )
+        enqueue_s = [r["enqueue_s"] for values in w["runs"].values() for r in values]
+        rows.append(
+            [f"enqueue {plan.tasks} via POST …/archive (4 clients), s", *spread(enqueue_s, 2)]
+        )
+        add(table(["measure", "median", "min", "max", "runs"], rows))
+        add("")
+        one, two = w["runs"]["1"], w["runs"]["2"]
+        add(
+            table(
+                ["speed-up, 2 processes vs 1", "value"],
+                [
+                    [
+                        "drain (first to last task)",
+                        fmt(
+                            ratio(
+                                median(r["span_s"] for r in one), median(r["span_s"] for r in two)
+                            ),
+                            2,
+                        ),
+                    ],
+                    [
+                        "from start",
+                        fmt(
+                            ratio(
+                                median(r["wall_s"] for r in one), median(r["wall_s"] for r in two)
+                            ),
+                            2,
+                        ),
+                    ],
+                ],
+            )
+        )
+        add("")
+
+    add("## Memory (VmRSS)")
+    add("")
+    rows = [[name, fmt((kib or 0) / 1024, 1)] for name, kib in web["memory_kib"].items()]
+    if w:
+        rows += [[name, fmt((kib or 0) / 1024, 1)] for name, kib in w["memory_kib"].items()]
+    add(table(["process", "MiB"], rows))
+    add("")
+    add("Gunicorn figures are after the web load; celery figures after a 1-process drain.")
+    add("")
+    add("## Start-up of the `web` line (process start → first 200 on /healthz)")
+    add("")
+    add(
+        table(
+            ["measure", "median", "min", "max", "runs"],
+            [["seconds", *spread(results["startup_s"], 3)]],
+        )
+    )
+    add("")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    """Run every phase; always stop what was started and drop what was created."""
+    plan = Plan.from_environment()
+    admin_url = os.environ.get("TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
+    keep = os.environ.get("BENCH_KEEP", "") not in ("", "0")
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    logs = work / "logs"
+    logs.mkdir()
+    results: dict[str, Any] = {"plan": asdict(plan)}
+    pipe: SqlPipe | None = None
+    bakes: list[Bake] = []
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    progress(f"plan: {'quick' if plan.quick else 'full'}; work dir {work}")
+    try:
+        procs.redis_command(REDIS_HOST, REDIS_PORT, REDIS_DB, "PING")
+        loader = Loader(plan)
+        progress(f"load generator: {loader.name}")
+        bakes = [bake(work, "default", {}), bake(work, "celery", {"worker": "celery"})]
+        progress("baked the default and the worker=celery projects; make install in both")
+        make_install(bakes, logs)
+        progress("installed")
+        pipe = SqlPipe(bakes[0].bin / "python")
+        stamp = secrets.token_hex(4)
+        for b in bakes:
+            b.database = f"bench_{stamp}_{b.label}"
+            pipe.sql("admin", admin_url, f'CREATE DATABASE "{b.database}"')
+            b.url = database_url(admin_url, b.database)
+            progress(f"database {b.database}: release line took {run_release(b, logs):.2f} s")
+        facts = machine_facts(loader, pipe, admin_url, bakes)
+
+        measure_web(plan, loader, pipe, bakes[0], logs, results)
+        results["startup_s"] = measure_startup(plan, bakes[0], logs)
+        results["worker"] = measure_worker(plan, pipe, bakes[1], logs)
+        for b in bakes:
+            pipe.ask({"op": "close", "conn": b.label})
+
+        wall = time.monotonic() - T0
+        results["facts"] = facts
+        results["wall_s"] = wall
+        text = render(plan, facts, results, wall)
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        (RESULTS_DIR / "latest.md").write_text(text + "\n", encoding="utf-8")
+        (RESULTS_DIR / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(text, flush=True)
+        progress(
+            f"done in {wall:.0f} s; report in {RESULTS_DIR.relative_to(TEMPLATE_DIR)}/latest.md"
+        )
+        return 0
+    except (Exception, KeyboardInterrupt) as error:
+        progress(f"FAILED: {type(error).__name__}: {error}")
+        progress(f"logs of the processes: {logs}" + ("" if keep else " (kept for reading)"))
+        keep = True
+        return 1
+    finally:
+        procs.stop_all()
+        if pipe is not None:
+            for b in bakes:
+                if b.database:
+                    with contextlib.suppress(Exception):
+                        pipe.ask({"op": "close", "conn": b.label})
+                    with contextlib.suppress(Exception):
+                        pipe.sql(
+                            "admin",
+                            admin_url,
+                            f'DROP DATABASE IF EXISTS "{b.database}" WITH (FORCE)',
+                        )
+            pipe.close()
+        with contextlib.suppress(Exception):
+            procs.redis_command(REDIS_HOST, REDIS_PORT, REDIS_DB, "FLUSHDB")
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
