@@ -53,9 +53,21 @@ def test_a_clone_of_the_committed_project_installs_and_passes_its_tests(
     environment.pop("PYTHONPATH", None)  # the clone alone must provide the code
     environment["PATH"] = f"{venv / 'bin'}{os.pathsep}{environment['PATH']}"
     result = subprocess.run(
-        [venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_api.py"],
-        cwd=clone, env=environment, capture_output=True, text=True, timeout=300, check=False,
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_api.py",
+        ],
+        cwd=clone,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
