@@ -29,9 +29,15 @@ def fmt(value: float | int | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int = 1) -> str:
-    """A Markdown table; columns from numeric_from on are right-aligned."""
-    align = ["---" if i < numeric_from else "---:" for i in range(len(headers))]
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric_from: int = 1,
+    numeric_to: int | None = None,
+) -> str:
+    """A Markdown table; columns numeric_from..numeric_to (exclusive) are right-aligned."""
+    end = len(headers) if numeric_to is None else numeric_to
+    align = ["---:" if numeric_from <= i < end else "---" for i in range(len(headers))]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)

@@ -43,6 +43,8 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 14
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 CELERY_QUEUE = "celery"
+# Scenarios also measured against a second web process with LOG_LEVEL=INFO (access logs on).
+INFO_TWINS = ("healthz", "first")
 
 T0 = time.monotonic()
 
@@ -401,8 +403,9 @@ def measure_web(
     warm(web_info.port or 0, scenarios[:2])
 
     runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in scenarios}
-    info_runs: dict[str, dict[str, Any]] = {}
-    info_round = (plan.web_reps - 1) // 2  # the middle round
+    # The LOG_LEVEL=INFO twins of two scenarios, each run right after its WARNING run.
+    for key in INFO_TWINS:
+        runs[f"{key}_info"] = []
     for round_no in range(plan.web_reps):
         # Rotate the order each round, so no scenario always follows the POST run.
         order = scenarios[round_no % len(scenarios) :] + scenarios[: round_no % len(scenarios)]
@@ -414,17 +417,18 @@ def measure_web(
                 f"{result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms "
                 f"p99 {result.p99_ms:.2f} ms errors {result.errors}"
             )
-            if round_no == info_round and scenario.key in ("healthz", "first"):
-                before = web_info.log_path.stat().st_size if web_info.log_path else 0
+            if scenario.key in INFO_TWINS and web_info.log_path:
+                before = web_info.log_path.stat().st_size
                 info = loader.run(web_info.port or 0, scenario)
-                after = web_info.log_path.stat().st_size if web_info.log_path else 0
-                info_runs[scenario.key] = {
-                    **asdict(info),
-                    "same_round_warning_rps": result.rps,
-                    "log_bytes_per_request": (after - before) / max(info.requests, 1),
-                }
+                after = web_info.log_path.stat().st_size
+                runs[f"{scenario.key}_info"].append(
+                    {
+                        **asdict(info),
+                        "log_bytes_per_request": (after - before) / max(info.requests, 1),
+                    }
+                )
                 progress(
-                    f"round {round_no + 1} {scenario.label} with LOG_LEVEL=INFO: "
+                    f"round {round_no + 1}/{plan.web_reps} {scenario.label} with LOG_LEVEL=INFO: "
                     f"{info.rps:,.0f} req/s p50 {info.p50_ms:.2f} ms"
                 )
 
@@ -442,7 +446,6 @@ def measure_web(
     results["web"] = {
         "scenarios": [asdict(s) for s in scenarios],
         "runs": runs,
-        "info_runs": info_runs,
         "memory_kib": memory,
         "warning_log_lines": warning_log_lines,
         "todos_after": todo_count,
@@ -706,8 +709,17 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
     web = results["web"]
     runs = web["runs"]
     labels = {s["key"]: s["label"] for s in web["scenarios"]}
+    for key in INFO_TWINS:
+        labels[f"{key}_info"] = f"{labels[key]} [LOG_LEVEL=INFO]"
     rps = {key: [r["rps"] for r in values] for key, values in runs.items()}
-    p50 = {key: median(r["p50_ms"] for r in values) for key, values in runs.items()}
+    rps_m = {key: median(values) for key, values in rps.items()}
+
+    def paired(numerator: str, denominator: str, measure: str = "rps") -> str:
+        """Ratio of the medians, and the median of the ratios of runs of the same round."""
+        top = [r[measure] for r in runs[numerator]]
+        bottom = [r[measure] for r in runs[denominator]]
+        same_round = [ratio(a, b) for a, b in zip(top, bottom, strict=False)]
+        return f"{fmt(ratio(median(top), median(bottom)), 2)} ({fmt(median(same_round), 2)})"
 
     add("# Benchmark of the baked services" + (" (BENCH_QUICK=1 smoke run)" if plan.quick else ""))
     add("")
@@ -717,14 +729,16 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
         "across machines."
     )
     add("")
-    add(table(["machine", ""], [[k, v] for k, v in facts.items()], numeric_from=9))
+    add(table(["fact", "value"], [[k, v] for k, v in facts.items()], numeric_from=2))
     add("")
     add("## Web: default bake, `web` line, WEB_CONCURRENCY=2 (sync workers), LOG_LEVEL=WARNING")
     add("")
     add(
-        f"{plan.web_reps} run(s) of {plan.duration:g} s per scenario, round-robin; "
-        f"{plan.wrk_threads} threads, {plan.wrk_connections} connections; "
-        f"{plan.seed_todos:,} todos seeded ({web['todos_after']:,} after the POST runs)."
+        f"{plan.web_reps} run(s) of {plan.duration:g} s per scenario, round-robin (the order "
+        f"rotates each round); {plan.wrk_threads} load threads, {plan.wrk_connections} "
+        f"connections; {plan.seed_todos:,} todos seeded ({web['todos_after']:,} after the POST "
+        "runs). The [LOG_LEVEL=INFO] rows hit a second, identical web process that logs every "
+        "request, each run right after its WARNING twin."
     )
     add("")
     rows = []
@@ -738,53 +752,37 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
                 fmt(sum(r["errors"] for r in values)),
             ]
         )
+    headers = ["scenario", "req/s median", "min", "max", "runs", "p50 ms", "p99 ms", "errors"]
+    add(table(headers, rows))
+    add("")
     add(
-        table(
-            [
-                "scenario",
-                "req/s median",
-                "min",
-                "max",
-                "runs",
-                "p50 ms (median)",
-                "p99 ms (median)",
-                "errors",
-            ],
-            rows,
-        )
+        "p50 and p99 are the medians over the runs of each run's percentile; errors are "
+        "socket errors, timeouts and non-2xx answers, summed over the runs."
     )
     add("")
     add("### Ratios")
     add("")
-    rps_m = {key: median(values) for key, values in rps.items()}
+    add(
+        "Ratio of the medians, and in brackets the median of the same-round ratios (the "
+        "more robust one when the machine's load drifts)."
+    )
+    add("")
+    log_bytes = median(r["log_bytes_per_request"] for r in runs["healthz_info"])
     ratio_rows = [
+        ["deep page / first page, req/s (contract: ≈ 1)", paired("deep", "first")],
+        ["deep page / first page, p50 latency (≈ 1)", paired("deep", "first", "p50_ms")],
         [
-            "deep page / first page, req/s (contract: ≈ 1)",
-            fmt(ratio(rps_m["deep"], rps_m["first"]), 2),
+            "GET one todo / GET /healthz, req/s (what the database path costs)",
+            paired("get", "healthz"),
         ],
-        ["deep page / first page, p50 latency", fmt(ratio(p50["deep"], p50["first"]), 2)],
+        ["first page / GET one todo, req/s (20 rows instead of 1)", paired("first", "get")],
+        ["POST / GET one todo, req/s (a write instead of a read)", paired("post", "get")],
         [
-            "GET one todo / GET /healthz, req/s (price of the database on a read)",
-            fmt(ratio(rps_m["get"], rps_m["healthz"]), 2),
+            f"GET /healthz, LOG_LEVEL=INFO / WARNING, req/s ({log_bytes:.0f} log bytes/request)",
+            paired("healthz_info", "healthz"),
         ],
-        [
-            "first page / GET one todo, req/s (price of 20 rows instead of 1)",
-            fmt(ratio(rps_m["first"], rps_m["get"]), 2),
-        ],
-        [
-            "POST / GET one todo, req/s (price of a write)",
-            fmt(ratio(rps_m["post"], rps_m["get"]), 2),
-        ],
+        ["first page, LOG_LEVEL=INFO / WARNING, req/s", paired("first_info", "first")],
     ]
-    for key, info in web["info_runs"].items():
-        ratio_rows.append(
-            [
-                f"{labels[key]}: LOG_LEVEL=INFO / WARNING, req/s (same round; vs median "
-                f"{fmt(ratio(info['rps'], rps_m[key]), 2)}); {info['log_bytes_per_request']:.0f} "
-                "log bytes per request",
-                fmt(ratio(info["rps"], info["same_round_warning_rps"]), 2),
-            ]
-        )
     add(table(["ratio", "value"], ratio_rows))
     add("")
     add(
@@ -810,17 +808,20 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
             table(
                 ["scenario", "queries (round trips) per request", "what one request sends"],
                 rows,
-                numeric_from=1,
+                numeric_to=2,
             )
         )
         add("")
         if "replay_us" in rt:
             seq, one = median(rt["replay_us"]["sequence"]), median(rt["replay_us"]["select_only"])
+            per_request_us = 1e6 * 2 / rps_m["get"]  # two workers share the median rate
             add(
-                f"Replaying one read's sequence straight on psycopg2 (no web, no ORM) costs "
-                f"{seq:.0f} µs against {one:.0f} µs for its SELECT alone "
-                f"({ratio(seq, one):.1f} times); GET one todo serves a request every "
-                f"{1e6 / rps_m['get'] * 2:.0f} µs per worker (2 workers at the median rate)."
+                "Cost of the extra round trips: one read's observed sequence, replayed straight "
+                f"on psycopg2 (no web, no ORM), takes {seq:.0f} µs against {one:.0f} µs for its "
+                f"SELECT alone ({fmt(ratio(seq, one), 1)} times). Under load a worker spends "
+                f"{per_request_us:,.0f} µs per GET of one todo (2 workers at the median rate), "
+                f"so the {seq - one:.0f} µs of extra round trips are "
+                f"{fmt(100 * ratio(seq - one, per_request_us), 0)}% of it."
             )
             add("")
 

@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,7 +35,6 @@ from harness import TEMPLATE_DIR, choices
 
 TOOLS_DIR = Path(sys.executable).parent
 KUBERNETES_VERSION = latest_version()
-DEFAULT_PYTHON = choices("python_version")[0]
 
 # Every combination of the answers that shape deploy files, with the default Python;
 # then each other Python with both CI systems, since Python shows in the image and CI.
@@ -55,15 +55,16 @@ TMPFS = "/tmp"  # noqa: S108 - a path inside the containers, not a file of ours
 PORT_MAPPING = re.compile(r"(?:[\d.]+:)?(?:(?P<host>[^:]+):)?(?P<container>\$\{[^}]*\}|\d+)")
 
 
+def answer(answers: dict[str, str], question: str) -> str:
+    """The answer given, or the question's default."""
+    return answers.get(question, choices(question)[0])
+
+
 def combination_id(answers: dict[str, str]) -> str:
-    """A readable test id, e.g. github-k8s-celery-pg17."""
-    kubernetes = "k8s" if answers.get("kubernetes", "yes") == "yes" else "nok8s"
-    parts = [
-        answers.get("ci", "github"),
-        kubernetes,
-        answers.get("worker", "none"),
-        f"pg{answers.get('postgres_version', choices('postgres_version')[0])}",
-    ]
+    """A readable test id, e.g. github-k8s-celery-pg17, with -py3.13 for another Python."""
+    kubernetes = "k8s" if answer(answers, "kubernetes") == "yes" else "nok8s"
+    parts = [answer(answers, "ci"), kubernetes, answer(answers, "worker")]
+    parts.append(f"pg{answer(answers, 'postgres_version')}")
     if "python_version" in answers:
         parts.append(f"py{answers['python_version']}")
     return "-".join(parts)
@@ -74,7 +75,7 @@ def combinations_with(**chosen: str) -> list[Any]:
     return [
         pytest.param(answers, id=combination_id(answers))
         for answers in COMBINATIONS
-        if all(answers.get(name, choices(name)[0]) == value for name, value in chosen.items())
+        if all(answer(answers, name) == value for name, value in chosen.items())
     ]
 
 
@@ -401,12 +402,16 @@ class Validators:
             try:
                 report = json.loads(result.stdout)
             except ValueError:
-                pytest.fail(f"check-jsonschema did not run:\n{result.stdout}{result.stderr}")
+                pytest.fail(
+                    f"check-jsonschema did not run:\n{result.stdout}{result.stderr}", pytrace=False
+                )
             failed = {
                 e["filename"] for e in report.get("errors", []) + report.get("parse_errors", [])
             }
             if result.returncode != 0 and not failed:
-                pytest.fail(f"check-jsonschema failed:\n{result.stdout}{result.stderr}")
+                pytest.fail(
+                    f"check-jsonschema failed:\n{result.stdout}{result.stderr}", pytrace=False
+                )
             self._schema_failures[key] = {d for d, path in files.items() if str(path) in failed}
         if content_digest(baked.path / relative) in self._schema_failures[key]:
             # Again on this file alone, for the validator's readable report.
@@ -505,10 +510,21 @@ def on(params: list[Any]) -> pytest.MarkDecorator:
 # ---------------------------------------------------------------------------------------
 
 
-def test_dockerfile_passes_hadolint(baked: Baked, validators: Validators) -> None:
-    # The strictest threshold: even style and info rules fail the build.
-    command = [tool("hadolint"), "--no-color", "--failure-threshold", "style"]
-    require_pass(validators.run(command, [baked.path / "Dockerfile"]), "hadolint")
+@pytest.fixture(scope="session")
+def hadolint(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """hadolint at its strictest: every rule on, even style and info ones fail.
+
+    An explicit configuration, so that no .hadolint.yaml nearby can switch rules off.
+    """
+    config = tmp_path_factory.mktemp("hadolint") / "hadolint.yaml"
+    config.write_text("ignored: []\nfailure-threshold: style\n")
+    return [tool("hadolint"), "--config", str(config), "--no-color", "--failure-threshold", "style"]
+
+
+def test_dockerfile_passes_hadolint(
+    baked: Baked, validators: Validators, hadolint: list[str]
+) -> None:
+    require_pass(validators.run(hadolint, [baked.path / "Dockerfile"]), "hadolint")
     text = baked.text("Dockerfile")
     for line in text.splitlines():
         ignored = re.search(r"hadolint ignore=(\S+)(.*)", line)
@@ -589,6 +605,8 @@ def test_dockerignore_keeps_local_files_out_and_what_the_image_copies_in(baked: 
         "tests/test_api.py",
         f"src/{package}/__pycache__/config.cpython-312.pyc",
         "local.db",
+        "backup.dump",
+        "pgdata/PG_VERSION",
     ]
     assert [path for path in kept_out if not dockerignore_excludes(rules, path)] == []
     copied = []
@@ -841,11 +859,8 @@ def test_migration_job_runs_the_release_command(baked: Baked) -> None:
     assert pod_spec(job)["restartPolicy"] == "Never"
 
 
-@on(WITH_KUBERNETES)
+@on(combinations_with(kubernetes="yes", worker="celery"))
 def test_worker_deployment_outlasts_the_task_time_limit(baked: Baked) -> None:
-    if not baked.celery:
-        assert ("Deployment", f"{baked.answers['project_slug']}-worker") not in baked.resources
-        return
     worker = baked.resource("Deployment", "-worker")
     assert only_container(worker)["command"] == baked.procfile["worker"]
     time_limit = int(baked.settings["TASK_TIME_LIMIT"])
@@ -986,12 +1001,11 @@ def test_one_postgres_version_in_compose_ci_and_readme(baked: Baked) -> None:
 
 def test_one_python_version_in_dockerfile_ci_and_requires_python(baked: Baked) -> None:
     version = baked.answers["python_version"]
-    pyproject = baked.text("pyproject.toml")
+    requires_python = tomllib.loads(baked.text("pyproject.toml"))["project"]["requires-python"]
+    base_image = baked.dockerfile.global_args["BASE_IMAGE"]
     found = {
-        "Dockerfile": baked.dockerfile.global_args["BASE_IMAGE"]
-        .removeprefix("python:")
-        .removesuffix("-slim"),
-        "requires-python": re.search(r'requires-python = ">=(\d+\.\d+)"', pyproject).group(1),  # type: ignore[union-attr]
+        "Dockerfile": base_image.removeprefix("python:").removesuffix("-slim"),
+        "requires-python": requires_python.removeprefix(">="),
     }
     if baked.answers["ci"] == "github":
         for name, job in baked.yaml(".github/workflows/ci.yml")["jobs"].items():
@@ -1003,6 +1017,18 @@ def test_one_python_version_in_dockerfile_ci_and_requires_python(baked: Baked) -
             "python:"
         )
     assert found == dict.fromkeys(found, version)
+
+
+@on(combinations_with(worker="celery"))
+def test_one_redis_image_in_compose_and_ci(baked: Baked) -> None:
+    found = {"docker-compose.yml": baked.compose["services"]["redis"]["image"]}
+    if baked.answers["ci"] == "github":
+        test = baked.yaml(".github/workflows/ci.yml")["jobs"]["test"]
+        found["ci.yml"] = test["services"]["redis"]["image"]
+    if baked.answers["ci"] == "gitlab":
+        services = baked.yaml(".gitlab-ci.yml")["test"]["services"]
+        found[".gitlab-ci.yml"] = next(s["name"] for s in services if s["alias"] == "redis")
+    assert len(set(found.values())) == 1, found
 
 
 def test_process_commands_are_the_procfiles_everywhere(baked: Baked) -> None:
@@ -1047,7 +1073,7 @@ def default_bake(bakery: Bakery) -> Baked:
 
 
 def test_hadolint_rejects_a_dockerfile_with_an_unpinned_apt_install(
-    default_bake: Baked, tmp_path: Path
+    default_bake: Baked, tmp_path: Path, hadolint: list[str]
 ) -> None:
     broken = tmp_path / "Dockerfile"
     text = default_bake.text("Dockerfile")
@@ -1055,7 +1081,7 @@ def test_hadolint_rejects_a_dockerfile_with_an_unpinned_apt_install(
         text.replace("USER 10001:10001", "RUN apt-get update && apt-get install -y curl\nUSER app")
     )
     result = subprocess.run(
-        [tool("hadolint"), "--no-color", "--failure-threshold", "style", str(broken)],
+        [*hadolint, str(broken)],
         capture_output=True,
         text=True,
         check=False,
@@ -1170,21 +1196,21 @@ def test_image_builds_and_passes_the_baked_suite(
     baked = bakery({"worker": "celery"})
     tag = f"{baked.answers['project_slug']}:template-test"
 
-    def docker_run(*arguments: str, timeout: float = 1800) -> None:
+    def run_docker(*arguments: str, timeout: float = 1800) -> None:
         result = subprocess.run(
             [docker, *arguments], capture_output=True, text=True, timeout=timeout, check=False
         )
         require_pass(result, f"docker {arguments[0]}")
 
-    docker_run("build", "--build-arg", "RELEASE_ID=template-test", "--tag", tag, str(baked.path))
+    run_docker("build", "--build-arg", "RELEASE_ID=template-test", "--tag", tag, str(baked.path))
     # The suite needs the test tools, which the image rightly lacks: add them on top.
     context = tmp_path / "test-image"
     context.mkdir()
     shutil.copy(baked.path / "requirements-dev.lock", context)
     user = baked.dockerfile.runtime.all("USER")[-1]
     (context / "Dockerfile").write_text(TEST_IMAGE_DOCKERFILE.format(image=tag, user=user))
-    docker_run("build", "--tag", f"{tag}-suite", str(context))
-    docker_run(
+    run_docker("build", "--tag", f"{tag}-suite", str(context))
+    run_docker(
         "run", "--rm", "--network", "host", "--read-only", "--tmpfs", TMPFS,
         "--volume", f"{baked.path}:/project:ro", "--workdir", "/project",
         "--env", f"TEST_DATABASE_URL={test_database_url}",

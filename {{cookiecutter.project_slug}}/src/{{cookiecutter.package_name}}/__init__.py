@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
-from . import {% if cookiecutter.worker == "celery" %}archive, {% endif %}cli, db, errors, health, openapi, request_ids, {% if cookiecutter.worker == "celery" %}tasks, {% endif %}todos
 from .__about__ import __version__
 from .config import Settings, settings_or_exit
 from .logging import configure_logging
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["__version__", "create_app"]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application from settings (by default, from the environment)."""
+    # Imported here rather than at the top so that gunicorn's master process and the
+    # migrations, which need only config and logging, start without the web stack.
+    from flask import Flask
+
+    from . import {% if cookiecutter.worker == "celery" %}archive, {% endif %}cli, db, errors, health, openapi, request_ids, {% if cookiecutter.worker == "celery" %}tasks, {% endif %}todos
+
     settings = settings or settings_or_exit(__name__)
     configure_logging(settings)
 
