@@ -26,6 +26,8 @@ class CountingProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.listener = socket.create_server(("127.0.0.1", 0))
+        # accept() wakes up this often to see whether the proxy is closing.
+        self.listener.settimeout(0.2)
         self.port = int(self.listener.getsockname()[1])
         self.lock = threading.Lock()
         self.messages: Counter[str] = Counter()
@@ -50,19 +52,22 @@ class CountingProxy:
     def close(self) -> None:
         """Stop accepting and close every forwarded connection."""
         self.closing = True
+        self.thread.join(timeout=5)
         with contextlib.suppress(OSError):
             self.listener.close()
         for sock in list(self.sockets):
             with contextlib.suppress(OSError):
                 sock.close()
-        self.thread.join(timeout=5)
 
     def _accept(self) -> None:
         while not self.closing:
             try:
                 client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)

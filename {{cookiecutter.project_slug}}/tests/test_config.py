@@ -9,6 +9,7 @@ import pytest
 from {{ cookiecutter.package_name }}.config import ConfigError, load_settings
 
 from .support import (
+    PROJECT_ROOT,
     SERVICE_VARIABLES,
     TEST_SECRET_KEY,
     required_environment,
@@ -156,3 +157,13 @@ def test_a_process_never_prints_the_secret_it_was_given(database_url: str) -> No
     assert result.returncode == 1
     assert "PORT" in result.stderr
     assert secret not in result.stdout + result.stderr
+
+
+def test_env_example_documents_every_setting() -> None:
+    documented = {
+        line.lstrip("# ").split("=", 1)[0]
+        for line in (PROJECT_ROOT / ".env.example").read_text().splitlines()
+        if "=" in line
+    }
+    settings = {name for name in SERVICE_VARIABLES if not name.endswith("_FILE")}
+    assert settings - documented == set()
