@@ -370,16 +370,67 @@ class Loader:
         )
 
 
+class WebServer:
+    """A web process under load that is restarted (and the run redone) if it dies or
+    loses a worker mid-run: these machines are shared, and a neighbour's cleanup has
+    been seen sending SIGTERM to every gunicorn. Each restart is reported."""
+
+    MAX_RESTARTS = 3
+
+    def __init__(self, b: Bake, logs: Path, name: str, incidents: list[str], **env: str) -> None:
+        self.bake, self.logs, self.name, self.env = b, logs, name, env
+        self.incidents = incidents
+        self.restarts = 0
+        self.proc = start_web(b, logs, name, **env)
+        self.workers = procs.child_pids(self.proc.pid)
+
+    @property
+    def port(self) -> int:
+        """Where it listens."""
+        return self.proc.port or 0
+
+    def healthy(self) -> bool:
+        """Still running, with the same worker processes it had."""
+        return self.proc.popen.poll() is None and procs.child_pids(self.proc.pid) == self.workers
+
+    def run(self, loader: Loader, scenario: Scenario, warm_with: list[Scenario]) -> load.LoadResult:
+        """One run of a scenario, redone on a fresh process if this one failed during it."""
+        while True:
+            error = ""
+            try:
+                result = loader.run(self.port, scenario)
+            except RuntimeError as failure:
+                error = str(failure).strip().splitlines()[-1]
+            if not error and self.healthy():
+                return result
+            code = self.proc.popen.poll()
+            what = f"exited ({code})" if code is not None else "lost a worker"
+            self.incidents.append(
+                f"{self.name} {what} during `{scenario.label}`"
+                + (f" ({error})" if error else "")
+                + "; restarted and the run redone"
+            )
+            progress(f"INCIDENT: {self.incidents[-1]}")
+            if self.restarts >= self.MAX_RESTARTS:
+                raise RuntimeError(f"{self.name} failed {self.restarts + 1} times; giving up")
+            self.restarts += 1
+            procs.stop(self.proc)
+            self.proc = start_web(self.bake, self.logs, self.name, **self.env)
+            self.workers = procs.child_pids(self.proc.pid)
+            warm(self.port, warm_with)
+
+
 def measure_web(
     plan: Plan, loader: Loader, pipe: SqlPipe, b: Bake, logs: Path, results: dict[str, Any]
 ) -> None:
     """Phases 2 and 3: interleaved wrk rounds, the INFO run, round trips, memory."""
     ids = seed(pipe, b, plan.seed_todos)
     progress(f"seeded {len(ids)} todos")
-    web = start_web(b, logs, "web-warning")
-    web_info = start_web(b, logs, "web-info", LOG_LEVEL="INFO")
+    incidents: list[str] = []
+    web = WebServer(b, logs, "web-warning", incidents)
+    web_info = WebServer(b, logs, "web-info", incidents, LOG_LEVEL="INFO")
     progress(f"web (WARNING) on :{web.port}, web (INFO) on :{web_info.port}, 2 workers each")
-    cursor = deep_cursor(web.port or 0, plan.deep_after)
+    cursor = deep_cursor(web.port, plan.deep_after)
     some_id = ids[len(ids) // 2]
     scenarios = [
         Scenario("healthz", "GET /healthz", "GET", "/healthz"),
@@ -398,12 +449,13 @@ def measure_web(
         Scenario("get", "GET /api/todos/<id>", "GET", f"/api/todos/{some_id}"),
         Scenario("post", "POST /api/todos", "POST", "/api/todos"),
     ]
-    status, body = procs.http_request("GET", web.port or 0, scenarios[2].path)
+    status, body = procs.http_request("GET", web.port, scenarios[2].path)
     deep_items = len(json.loads(body)["items"]) if status == 200 else 0
     if deep_items != plan.page_size:
         raise RuntimeError(f"the deep page gave {deep_items} items, not {plan.page_size}")
-    warm(web.port or 0, scenarios)
-    warm(web_info.port or 0, scenarios[:2])
+    info_scenarios = [s for s in scenarios if s.key in INFO_TWINS]
+    warm(web.port, scenarios)
+    warm(web_info.port, info_scenarios)
 
     runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in scenarios}
     # The LOG_LEVEL=INFO twins of two scenarios, each run right after its WARNING run.
@@ -413,21 +465,23 @@ def measure_web(
         # Rotate the order each round, so no scenario always follows the POST run.
         order = scenarios[round_no % len(scenarios) :] + scenarios[: round_no % len(scenarios)]
         for scenario in order:
-            result = loader.run(web.port or 0, scenario)
+            result = web.run(loader, scenario, scenarios)
             runs[scenario.key].append(asdict(result))
             progress(
                 f"round {round_no + 1}/{plan.web_reps} {scenario.label}: "
                 f"{result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms "
                 f"p99 {result.p99_ms:.2f} ms errors {result.errors}"
             )
-            if scenario.key in INFO_TWINS and web_info.log_path:
-                before = web_info.log_path.stat().st_size
-                info = loader.run(web_info.port or 0, scenario)
-                after = web_info.log_path.stat().st_size
+            if scenario.key in INFO_TWINS:
+                log_path = web_info.proc.log_path
+                before = log_path.stat().st_size if log_path else 0
+                info = web_info.run(loader, scenario, info_scenarios)
+                log_path = web_info.proc.log_path  # a new file if it had to be restarted
+                after = log_path.stat().st_size if log_path else 0
                 runs[f"{scenario.key}_info"].append(
                     {
                         **asdict(info),
-                        "log_bytes_per_request": (after - before) / max(info.requests, 1),
+                        "log_bytes_per_request": max(after - before, 0) / max(info.requests, 1),
                     }
                 )
                 progress(
@@ -435,14 +489,13 @@ def measure_web(
                     f"{info.rps:,.0f} req/s p50 {info.p50_ms:.2f} ms"
                 )
 
-    memory = {"gunicorn master": procs.rss_kib(web.pid)}
-    for n, child in enumerate(procs.child_pids(web.pid), 1):
+    memory = {"gunicorn master": procs.rss_kib(web.proc.pid)}
+    for n, child in enumerate(procs.child_pids(web.proc.pid), 1):
         memory[f"gunicorn worker {n}"] = procs.rss_kib(child)
-    warning_log_lines = (
-        len(web.log_path.read_text(errors="replace").splitlines()) if web.log_path else 0
-    )
-    procs.stop(web)
-    procs.stop(web_info)
+    log_path = web.proc.log_path
+    warning_log_lines = len(log_path.read_text(errors="replace").splitlines()) if log_path else 0
+    procs.stop(web.proc)
+    procs.stop(web_info.proc)
     progress(f"web load done; RSS (KiB) {memory}")
     todo_count = pipe.sql(b.label, b.url, "SELECT count(*) FROM todos")[0][0]
 
@@ -452,6 +505,7 @@ def measure_web(
         "memory_kib": memory,
         "warning_log_lines": warning_log_lines,
         "todos_after": todo_count,
+        "incidents": incidents,
     }
     results["roundtrips"] = measure_roundtrips(plan, pipe, b, logs, scenarios)
 
@@ -793,6 +847,12 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
         "in all its runs (access lines are INFO)."
     )
     add("")
+
+    if web["incidents"]:
+        add("**Incidents** (each failed run was discarded and redone on a fresh process):")
+        add("")
+        out.extend(f"- {incident}" for incident in web["incidents"])
+        add("")
 
     rt = results.get("roundtrips", {})
     if rt:
