@@ -81,7 +81,7 @@ class Plan:
         return cls(
             quick=quick,
             web_reps=1 if quick else 5,
-            duration=float(os.environ.get("BENCH_DURATION", 2 if quick else 5)),
+            duration=float(os.environ.get("BENCH_DURATION", 2 if quick else 4)),
             wrk_threads=2,
             wrk_connections=16,
             seed_todos=2000,
@@ -431,6 +431,8 @@ def measure_web(
     web_info = WebServer(b, logs, "web-info", incidents, LOG_LEVEL="INFO")
     progress(f"web (WARNING) on :{web.port}, web (INFO) on :{web_info.port}, 2 workers each")
     cursor = deep_cursor(web.port, plan.deep_after)
+    # A cursor one page in separates what any cursor costs from what depth costs.
+    page2_cursor = deep_cursor(web.port, plan.page_size)
     some_id = ids[len(ids) // 2]
     scenarios = [
         Scenario("healthz", "GET /healthz", "GET", "/healthz"),
@@ -441,6 +443,12 @@ def measure_web(
             f"/api/todos?limit={plan.page_size}",
         ),
         Scenario(
+            "page2",
+            f"GET /api/todos?limit={plan.page_size}&cursor=... (after {plan.page_size})",
+            "GET",
+            f"/api/todos?limit={plan.page_size}&cursor={page2_cursor}",
+        ),
+        Scenario(
             "deep",
             f"GET /api/todos?limit={plan.page_size}&cursor=... (after {plan.deep_after})",
             "GET",
@@ -449,7 +457,8 @@ def measure_web(
         Scenario("get", "GET /api/todos/<id>", "GET", f"/api/todos/{some_id}"),
         Scenario("post", "POST /api/todos", "POST", "/api/todos"),
     ]
-    status, body = procs.http_request("GET", web.port, scenarios[2].path)
+    deep = next(s for s in scenarios if s.key == "deep")
+    status, body = procs.http_request("GET", web.port, deep.path)
     deep_items = len(json.loads(body)["items"]) if status == 200 else 0
     if deep_items != plan.page_size:
         raise RuntimeError(f"the deep page gave {deep_items} items, not {plan.page_size}")
@@ -828,6 +837,14 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
     ratio_rows = [
         ["deep page / first page, req/s (contract: ≈ 1)", paired("deep", "first")],
         ["deep page / first page, p50 latency (≈ 1)", paired("deep", "first", "p50_ms")],
+        [
+            f"deep page / page 2 (cursor after {plan.page_size}), req/s (depth alone: ≈ 1)",
+            paired("deep", "page2"),
+        ],
+        [
+            "page 2 / first page, req/s (what decoding and using a cursor costs)",
+            paired("page2", "first"),
+        ],
         [
             "GET one todo / GET /healthz, req/s (what the database path costs)",
             paired("get", "healthz"),

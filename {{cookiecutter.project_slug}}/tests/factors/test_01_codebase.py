@@ -73,7 +73,8 @@ def test_a_clone_of_the_committed_project_installs_and_passes_its_tests(
 
 
 def test_the_template_and_answers_it_was_made_from_are_recorded() -> None:
-    recorded = json.loads((PROJECT_ROOT / ".cookiecutter.json").read_text())["cookiecutter"]
+    replay_file = PROJECT_ROOT / ".cookiecutter-replay.json"
+    recorded = json.loads(replay_file.read_text())["cookiecutter"]
     assert recorded["_template"]
     assert recorded["package_name"] == "{{ cookiecutter.package_name }}"
     assert recorded["python_version"] == "{{ cookiecutter.python_version }}"
