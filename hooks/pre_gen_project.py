@@ -89,6 +89,8 @@ SOFT_KEYWORDS: frozenset[str] = frozenset({"_", "case", "match", "type"}) | froz
 )
 
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+# Kubernetes names and labels hold at most 63 characters; the manifests add up to 9.
+SLUG_MAX_LENGTH = 54
 PACKAGE_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
@@ -138,13 +140,19 @@ def check_project_name(value: str) -> None:
 
 
 def check_project_slug(value: str) -> None:
-    """The slug names the directory and the distribution."""
+    """The slug names the directory, the distribution and the Kubernetes objects."""
     if SLUG_PATTERN.fullmatch(value) is None:
         raise InvalidAnswerError(
             "project_slug",
             f"{value!r} is not accepted; use lowercase ASCII letters and digits "
             "in words joined by single hyphens, starting with a letter, "
             "such as 'my-service'.",
+        )
+    if len(value) > SLUG_MAX_LENGTH:
+        raise InvalidAnswerError(
+            "project_slug",
+            f"{value!r} has {len(value)} characters; use at most {SLUG_MAX_LENGTH}, "
+            "so that Kubernetes names built from it stay within 63.",
         )
 
 

@@ -40,6 +40,7 @@ BAD_ANSWERS = [
     pytest.param({"project_slug": "my service"}, "project_slug", id="slug-space"),
     pytest.param({"project_slug": "1service"}, "project_slug", id="slug-leading-digit"),
     pytest.param({"project_slug": "my--service"}, "project_slug", id="slug-double-hyphen"),
+    pytest.param({"project_slug": "s" + "-service" * 7}, "project_slug", id="slug-too-long"),
     pytest.param({"project_slug": "my-service-"}, "project_slug", id="slug-trailing-hyphen"),
     pytest.param(
         {"project_name": "", "project_slug": "unnamed"}, "project_name", id="project-name-empty"
