@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,3 +273,57 @@ def redis_command(url_host: str, port: int, db: int, *command: str) -> object:
         if selected != "OK":
             raise RuntimeError(f"redis: SELECT {db} answered {selected!r}")
         return read()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds since boot, summed over all CPUs: (busy, total), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(value) for value in fields)
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return (total - idle - iowait) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used, or None if it is gone."""
+    fields = _stat_fields(Path(f"/proc/{pid}"))
+    if not fields:
+        return None
+    # After the name: state is field 3 of stat, so utime (14) and stime (15) are 11 and 12 here.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """How the machine's CPU was shared during a block: ours (the pids given, this process
+    and the children it waited for, such as wrk) against everything else on the machine."""
+
+    def __init__(self, our_pids: Callable[[], set[int]]) -> None:
+        self.our_pids = our_pids
+        self.ours_pct = float("nan")
+        self.others_pct = float("nan")
+
+    def __enter__(self) -> CpuMeter:
+        self.pids = self.our_pids()
+        self.before = {pid: process_cpu(pid) for pid in self.pids}
+        self.times = os.times()
+        self.machine = machine_cpu()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        busy, total = machine_cpu()
+        times = os.times()
+        ours = (
+            times.user + times.system + times.children_user + times.children_system
+            - self.times.user - self.times.system
+            - self.times.children_user - self.times.children_system
+        )
+        for pid in self.pids | self.our_pids():
+            after = process_cpu(pid)
+            if after is not None:
+                ours += after - (self.before.get(pid) or 0.0)
+        span = total - self.machine[1]
+        if span > 0:
+            self.ours_pct = 100 * ours / span
+            self.others_pct = max(0.0, 100 * (busy - self.machine[0] - ours) / span)

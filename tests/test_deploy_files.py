@@ -348,6 +348,16 @@ def tool(name: str) -> str:
     return str(path)
 
 
+def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """Validate one file against one of check-jsonschema's built-in schemas."""
+    return subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def content_digest(*paths: Path, root: Path | None = None) -> str:
     """A digest of the files' names (relative to root, else bare) and contents."""
     digest = hashlib.sha256()
@@ -1095,12 +1105,7 @@ def test_compose_spec_rejects_an_unknown_service_key(default_bake: Baked, tmp_pa
     broken = tmp_path / "docker-compose.yml"
     text = default_bake.text("docker-compose.yml")
     broken.write_text(text.replace("    stop_grace_period: 30s", "    stop_grace: 30s", 1))
-    result = subprocess.run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(broken)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = check_jsonschema("vendor.compose-spec", broken)
     assert result.returncode != 0
     assert "'stop_grace' was unexpected" in result.stdout
 
@@ -1139,12 +1144,7 @@ def test_github_workflows_schema_rejects_a_job_without_runs_on(
     broken.write_text(
         text.replace("    runs-on: ubuntu-latest\n", "    runs_on: ubuntu-latest\n", 1)
     )
-    result = subprocess.run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(broken)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = check_jsonschema("vendor.github-workflows", broken)
     assert result.returncode != 0
     assert "$.jobs.lint" in result.stdout
 
@@ -1153,12 +1153,7 @@ def test_gitlab_ci_schema_rejects_a_misspelt_keyword(bakery: Bakery, tmp_path: P
     broken = tmp_path / ".gitlab-ci.yml"
     text = bakery({"ci": "gitlab"}).text(".gitlab-ci.yml")
     broken.write_text(text.replace("  script:\n    - make lint", "  scripts:\n    - make lint"))
-    result = subprocess.run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci", str(broken)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = check_jsonschema("vendor.gitlab-ci", broken)
     assert result.returncode != 0
     assert "'scripts' was unexpected" in result.stdout
 
