@@ -81,7 +81,7 @@ class Plan:
         return cls(
             quick=quick,
             web_reps=1 if quick else 5,
-            duration=float(os.environ.get("BENCH_DURATION", 2 if quick else 4)),
+            duration=float(os.environ.get("BENCH_DURATION", 2 if quick else 5)),
             wrk_threads=2,
             wrk_connections=16,
             seed_todos=2000,
@@ -462,41 +462,51 @@ def measure_web(
     deep_items = len(json.loads(body)["items"]) if status == 200 else 0
     if deep_items != plan.page_size:
         raise RuntimeError(f"the deep page gave {deep_items} items, not {plan.page_size}")
-    info_scenarios = [s for s in scenarios if s.key in INFO_TWINS]
     warm(web.port, scenarios)
-    warm(web_info.port, info_scenarios)
+    warm(web_info.port, [s for s in scenarios if s.key in INFO_TWINS])
 
-    runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in scenarios}
-    # The LOG_LEVEL=INFO twins of two scenarios, each run right after its WARNING run.
-    for key in INFO_TWINS:
-        runs[f"{key}_info"] = []
+    # The run order of one round: each LOG_LEVEL=INFO twin next to its WARNING run, the
+    # three list pages next to each other. Odd rounds run it backwards (A B B A ...), so a
+    # load on the machine that rises or falls during the session hits pairs alike.
+    by_key = {s.key: s for s in scenarios}
+    order: list[tuple[str, Scenario, WebServer]] = []
+    for scenario in scenarios:
+        if scenario.key in INFO_TWINS:
+            order.append((f"{scenario.key}_info", scenario, web_info))
+        order.append((scenario.key, scenario, web))
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in order}
+    labels = {key: s.label + (" [LOG_LEVEL=INFO]" if server is web_info else "") for key, s, server in order}
+
+    def our_pids() -> set[int]:
+        """Both web processes and their workers, and their PostgreSQL backends."""
+        pids = set(procs.group_members(web.proc.pid)) | set(procs.group_members(web_info.proc.pid))
+        rows = pipe.sql(b.label, b.url, "SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                        [b.database])
+        return pids | {int(row[0]) for row in rows}
+
     for round_no in range(plan.web_reps):
-        # Rotate the order each round, so no scenario always follows the POST run.
-        order = scenarios[round_no % len(scenarios) :] + scenarios[: round_no % len(scenarios)]
-        for scenario in order:
-            result = web.run(loader, scenario, scenarios)
-            runs[scenario.key].append(asdict(result))
-            progress(
-                f"round {round_no + 1}/{plan.web_reps} {scenario.label}: "
-                f"{result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms "
-                f"p99 {result.p99_ms:.2f} ms errors {result.errors}"
+        for key, scenario, server in order if round_no % 2 == 0 else order[::-1]:
+            log_path = server.proc.log_path
+            before = log_path.stat().st_size if log_path else 0
+            with procs.CpuMeter(our_pids) as cpu:
+                result = server.run(loader, scenario, scenarios if server is web else
+                                    [by_key[k] for k in INFO_TWINS])
+            log_path = server.proc.log_path  # a new file if it had to be restarted
+            after = log_path.stat().st_size if log_path else 0
+            runs[key].append(
+                {
+                    **asdict(result),
+                    "log_bytes_per_request": max(after - before, 0) / max(result.requests, 1),
+                    "ours_cpu_pct": cpu.ours_pct,
+                    "others_cpu_pct": cpu.others_pct,
+                }
             )
-            if scenario.key in INFO_TWINS:
-                log_path = web_info.proc.log_path
-                before = log_path.stat().st_size if log_path else 0
-                info = web_info.run(loader, scenario, info_scenarios)
-                log_path = web_info.proc.log_path  # a new file if it had to be restarted
-                after = log_path.stat().st_size if log_path else 0
-                runs[f"{scenario.key}_info"].append(
-                    {
-                        **asdict(info),
-                        "log_bytes_per_request": max(after - before, 0) / max(info.requests, 1),
-                    }
-                )
-                progress(
-                    f"round {round_no + 1}/{plan.web_reps} {scenario.label} with LOG_LEVEL=INFO: "
-                    f"{info.rps:,.0f} req/s p50 {info.p50_ms:.2f} ms"
-                )
+            progress(
+                f"round {round_no + 1}/{plan.web_reps} {labels[key]}: "
+                f"{result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms "
+                f"p99 {result.p99_ms:.2f} ms errors {result.errors}; CPU: ours "
+                f"{cpu.ours_pct:.0f}%, others {cpu.others_pct:.0f}%"
+            )
 
     memory = {"gunicorn master": procs.rss_kib(web.proc.pid)}
     for n, child in enumerate(procs.child_pids(web.proc.pid), 1):
@@ -510,6 +520,7 @@ def measure_web(
 
     results["web"] = {
         "scenarios": [asdict(s) for s in scenarios],
+        "labels": labels,
         "runs": runs,
         "memory_kib": memory,
         "warning_log_lines": warning_log_lines,

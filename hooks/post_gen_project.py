@@ -30,6 +30,7 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
             "src/{package_name}/worker.py",
             "migrations/versions/20261129_0002_archive_todos.py",
             "tests/test_worker.py",
+            "tests/workers.py",
         ),
     ),
     ("worker", ("celery",), ("deploy/kubernetes/base/worker-deployment.yaml",)),
