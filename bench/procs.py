@@ -296,17 +296,21 @@ def process_cpu(pid: int) -> float | None:
 
 
 class CpuMeter:
-    """How the machine's CPU was shared during a block: ours (the pids given, this process
-    and the children it waited for, such as wrk) against everything else on the machine."""
+    """How the machine's CPU was spent during a block: by each group of our processes
+    (name -> pids, asked before and after), by this process and the children it waited
+    for (such as wrk) as "load generator", and by everything else on the machine."""
 
-    def __init__(self, our_pids: Callable[[], set[int]]) -> None:
-        self.our_pids = our_pids
+    def __init__(self, groups: Callable[[], dict[str, set[int]]]) -> None:
+        self.groups = groups
+        self.seconds: dict[str, float] = {}
         self.ours_pct = float("nan")
         self.others_pct = float("nan")
 
     def __enter__(self) -> CpuMeter:
-        self.pids = self.our_pids()
-        self.before = {pid: process_cpu(pid) for pid in self.pids}
+        self.before_groups = self.groups()
+        self.before = {
+            pid: process_cpu(pid) for pids in self.before_groups.values() for pid in pids
+        }
         self.times = os.times()
         self.machine = machine_cpu()
         return self
@@ -314,15 +318,26 @@ class CpuMeter:
     def __exit__(self, *_exc: object) -> None:
         busy, total = machine_cpu()
         times = os.times()
-        ours = (
-            times.user + times.system + times.children_user + times.children_system
-            - self.times.user - self.times.system
-            - self.times.children_user - self.times.children_system
-        )
-        for pid in self.pids | self.our_pids():
-            after = process_cpu(pid)
-            if after is not None:
-                ours += after - (self.before.get(pid) or 0.0)
+        self.seconds = {
+            "load generator": (
+                times.user + times.system + times.children_user + times.children_system
+            )
+            - (
+                self.times.user
+                + self.times.system
+                + self.times.children_user
+                + self.times.children_system
+            )
+        }
+        after_groups = self.groups()
+        for name in after_groups.keys() | self.before_groups.keys():
+            used = 0.0
+            for pid in after_groups.get(name, set()) | self.before_groups.get(name, set()):
+                after = process_cpu(pid)
+                if after is not None:
+                    used += after - (self.before.get(pid) or 0.0)
+            self.seconds[name] = used
+        ours = sum(self.seconds.values())
         span = total - self.machine[1]
         if span > 0:
             self.ours_pct = 100 * ours / span

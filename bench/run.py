@@ -475,22 +475,30 @@ def measure_web(
             order.append((f"{scenario.key}_info", scenario, web_info))
         order.append((scenario.key, scenario, web))
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in order}
-    labels = {key: s.label + (" [LOG_LEVEL=INFO]" if server is web_info else "") for key, s, server in order}
+    labels = {
+        key: s.label + (" [LOG_LEVEL=INFO]" if server is web_info else "")
+        for key, s, server in order
+    }
 
-    def our_pids() -> set[int]:
-        """Both web processes and their workers, and their PostgreSQL backends."""
-        pids = set(procs.group_members(web.proc.pid)) | set(procs.group_members(web_info.proc.pid))
-        rows = pipe.sql(b.label, b.url, "SELECT pid FROM pg_stat_activity WHERE datname = %s",
-                        [b.database])
-        return pids | {int(row[0]) for row in rows}
+    def our_pids() -> dict[str, set[int]]:
+        """Both web processes (and their workers), and their PostgreSQL backends."""
+        web_pids = set(procs.group_members(web.proc.pid))
+        web_pids |= set(procs.group_members(web_info.proc.pid))
+        rows = pipe.sql(
+            b.label, b.url, "SELECT pid FROM pg_stat_activity WHERE datname = %s", [b.database]
+        )
+        return {"web": web_pids, "postgres": {int(row[0]) for row in rows}}
 
     for round_no in range(plan.web_reps):
         for key, scenario, server in order if round_no % 2 == 0 else order[::-1]:
             log_path = server.proc.log_path
             before = log_path.stat().st_size if log_path else 0
             with procs.CpuMeter(our_pids) as cpu:
-                result = server.run(loader, scenario, scenarios if server is web else
-                                    [by_key[k] for k in INFO_TWINS])
+                result = server.run(
+                    loader,
+                    scenario,
+                    scenarios if server is web else [by_key[k] for k in INFO_TWINS],
+                )
             log_path = server.proc.log_path  # a new file if it had to be restarted
             after = log_path.stat().st_size if log_path else 0
             runs[key].append(
@@ -499,6 +507,13 @@ def measure_web(
                     "log_bytes_per_request": max(after - before, 0) / max(result.requests, 1),
                     "ours_cpu_pct": cpu.ours_pct,
                     "others_cpu_pct": cpu.others_pct,
+                    "cpu_us_per_request": {
+                        name: 1e6 * used / max(result.requests, 1)
+                        for name, used in cpu.seconds.items()
+                    },
+                    "service_cpu_us": 1e6
+                    * (cpu.seconds.get("web", 0.0) + cpu.seconds.get("postgres", 0.0))
+                    / max(result.requests, 1),
                 }
             )
             progress(
@@ -588,8 +603,11 @@ def measure_roundtrips(
     main = [q for q in sequence if q.upper().startswith("SELECT") and "todos" in q]
     if sequence and main and len(sequence) <= 10:
         timings: dict[str, list[float]] = {"sequence": [], "select_only": []}
+        cpu: dict[str, list[float]] = {"sequence": [], "select_only": []}
+        backend = int(pipe.sql("replay", b.url, "SELECT pg_backend_pid()")[0][0])
         for _ in range(REPLAY_REPS):
             for key, statements in (("sequence", sequence), ("select_only", main)):
+                server_before = procs.process_cpu(backend) or 0.0
                 answer = pipe.ask(
                     {
                         "op": "replay",
@@ -600,9 +618,13 @@ def measure_roundtrips(
                         "max_loops": 20_000,
                     }
                 )
+                server_us = 1e6 * ((procs.process_cpu(backend) or 0.0) - server_before)
                 timings[key].append(answer["us_per_loop"])
+                loops = max(int(answer["loops"]), 1)
+                cpu[key].append(answer["client_cpu_us_per_loop"] + server_us / loops)
         pipe.ask({"op": "close", "conn": "replay"})
         out["replay_us"] = timings
+        out["replay_cpu_us"] = cpu
         progress(
             f"replayed read: {min(timings['sequence']):.0f} us for the observed "
             f"sequence vs {min(timings['select_only']):.0f} us for its SELECT alone (best runs)"
@@ -709,6 +731,17 @@ def measure_worker(plan: Plan, pipe: SqlPipe, b: Bake, logs: Path) -> dict[str, 
                     wall = time.monotonic() - began
                     if remaining:
                         raise RuntimeError(f"{remaining} todos still unarchived after 120 s")
+                    # The middle 80% of the tasks, by archived_at: a steady-state rate that
+                    # leaves out the second worker's later start and the last task's tail.
+                    middle = pipe.sql(
+                        b.label,
+                        b.url,
+                        "SELECT percentile_cont(ARRAY[0.1, 0.9]) WITHIN GROUP "
+                        "(ORDER BY extract(epoch FROM archived_at)) "
+                        "FROM todos WHERE id BETWEEN %s AND %s",
+                        [low, high],
+                    )[0][0]
+                    middle_s = float(middle[1]) - float(middle[0])
                     if processes == 1 and not memory:
                         memory["celery worker (main)"] = procs.rss_kib(workers[0].pid)
                         for n, child in enumerate(procs.child_pids(workers[0].pid), 1):
@@ -722,6 +755,9 @@ def measure_worker(plan: Plan, pipe: SqlPipe, b: Bake, logs: Path) -> dict[str, 
                         "wall_s": wall,
                         "span_s": span_s,
                         "tasks_per_s": (len(ids) - 1) / span_s if span_s else float("nan"),
+                        "steady_tasks_per_s": 0.8 * len(ids) / middle_s
+                        if middle_s
+                        else float("nan"),
                         "enqueue_s": enqueue_s,
                         "queued": float(queued or 0),
                     }
@@ -785,9 +821,7 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
     add = out.append
     web = results["web"]
     runs = web["runs"]
-    labels = {s["key"]: s["label"] for s in web["scenarios"]}
-    for key in INFO_TWINS:
-        labels[f"{key}_info"] = f"{labels[key]} [LOG_LEVEL=INFO]"
+    labels = web["labels"]
     rps = {key: [r["rps"] for r in values] for key, values in runs.items()}
     rps_m = {key: median(values) for key, values in rps.items()}
 
@@ -811,11 +845,12 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
     add("## Web: default bake, `web` line, WEB_CONCURRENCY=2 (sync workers), LOG_LEVEL=WARNING")
     add("")
     add(
-        f"{plan.web_reps} run(s) of {plan.duration:g} s per scenario, round-robin (the order "
-        f"rotates each round); {plan.wrk_threads} load threads, {plan.wrk_connections} "
+        f"{plan.web_reps} run(s) of {plan.duration:g} s per scenario, round-robin in the "
+        "order of the table, backwards every other round; "
+        f"{plan.wrk_threads} load threads, {plan.wrk_connections} "
         f"connections; {plan.seed_todos:,} todos seeded ({web['todos_after']:,} after the POST "
         "runs). The [LOG_LEVEL=INFO] rows hit a second, identical web process that logs every "
-        "request, each run right after its WARNING twin."
+        "request, each run next to its WARNING twin."
     )
     add("")
     rows = []
@@ -827,48 +862,82 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
                 fmt(median(r["p50_ms"] for r in values), 2),
                 fmt(median(r["p99_ms"] for r in values), 2),
                 fmt(sum(r["errors"] for r in values)),
+                fmt(median(r["ours_cpu_pct"] for r in values), 0),
+                fmt(median(r["others_cpu_pct"] for r in values), 0),
             ]
         )
-    headers = ["scenario", "req/s median", "min", "max", "runs", "p50 ms", "p99 ms", "errors"]
+    headers = [
+        "scenario",
+        "req/s median",
+        "min",
+        "max",
+        "runs",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU % ours",
+        "CPU % others",
+    ]
     add(table(headers, rows))
     add("")
+    every_other = [r["others_cpu_pct"] for values in runs.values() for r in values]
     add(
         "p50 and p99 are the medians over the runs of each run's percentile; errors are "
-        "socket errors, timeouts and non-2xx answers, summed over the runs."
+        "socket errors, timeouts and non-2xx answers, summed over the runs. CPU % is the "
+        "share of the whole machine (all cores) during the run, median over the runs: *ours* "
+        "is the web processes, their PostgreSQL backends, wrk and the harness; *others* is "
+        "everything else on this shared machine (it ranged "
+        f"{fmt(min(every_other), 0)} to {fmt(max(every_other), 0)}% over the runs)."
     )
+    add("")
+    add("### CPU time per request")
+    add("")
+    add(
+        "CPU microseconds per request, median over the runs, measured from `/proc`: the "
+        "gunicorn processes (*web*), the PostgreSQL backends serving them (*postgres*) and "
+        "wrk with the harness (*load generator*). Unlike req/s, these hardly depend on what "
+        "else the machine is doing, so they are the figures to compare between scenarios."
+    )
+    add("")
+    cpu_rows = []
+    for key, values in runs.items():
+        parts = {
+            name: median(r["cpu_us_per_request"].get(name, float("nan")) for r in values)
+            for name in ("web", "postgres", "load generator")
+        }
+        cpu_rows.append(
+            [labels[key], *(fmt(value, 0) for value in parts.values()), fmt(sum(parts.values()), 0)]
+        )
+    add(table(["scenario", "web µs", "postgres µs", "load generator µs", "total µs"], cpu_rows))
     add("")
     add("### Ratios")
     add("")
     add(
-        "Ratio of the medians, and in brackets the median of the same-round ratios (the "
-        "more robust one when the machine's load drifts)."
+        "Each cell: the ratio of the medians, and in brackets the median of the ratios of "
+        "runs from the same round (the more robust one when the machine's load drifts). "
+        "*Throughput* divides req/s; *cost* divides the CPU per request of the web processes "
+        "plus their PostgreSQL backends, which noise from other processes hardly moves."
     )
     add("")
     log_bytes = median(r["log_bytes_per_request"] for r in runs["healthz_info"])
-    ratio_rows = [
-        ["deep page / first page, req/s (contract: ≈ 1)", paired("deep", "first")],
-        ["deep page / first page, p50 latency (≈ 1)", paired("deep", "first", "p50_ms")],
-        [
-            f"deep page / page 2 (cursor after {plan.page_size}), req/s (depth alone: ≈ 1)",
-            paired("deep", "page2"),
-        ],
-        [
-            "page 2 / first page, req/s (what decoding and using a cursor costs)",
-            paired("page2", "first"),
-        ],
-        [
-            "GET one todo / GET /healthz, req/s (what the database path costs)",
-            paired("get", "healthz"),
-        ],
-        ["first page / GET one todo, req/s (20 rows instead of 1)", paired("first", "get")],
-        ["POST / GET one todo, req/s (a write instead of a read)", paired("post", "get")],
-        [
-            f"GET /healthz, LOG_LEVEL=INFO / WARNING, req/s ({log_bytes:.0f} log bytes/request)",
-            paired("healthz_info", "healthz"),
-        ],
-        ["first page, LOG_LEVEL=INFO / WARNING, req/s", paired("first_info", "first")],
+    comparisons = [
+        ("deep page vs first page (contract: ≈ 1)", "deep", "first"),
+        (f"deep page vs page 2 (cursor after {plan.page_size}): depth alone, ≈ 1", "deep", "page2"),
+        ("page 2 vs first page: the price of using a cursor", "page2", "first"),
+        ("GET one todo vs GET /healthz: the database path", "get", "healthz"),
+        ("first page vs GET one todo: 20 rows instead of 1", "first", "get"),
+        ("POST vs GET one todo: a committed write instead of a read", "post", "get"),
+        (
+            f"GET /healthz, LOG_LEVEL=INFO vs WARNING ({log_bytes:.0f} log bytes/request)",
+            "healthz_info",
+            "healthz",
+        ),
+        ("first page, LOG_LEVEL=INFO vs WARNING", "first_info", "first"),
     ]
-    add(table(["ratio", "value"], ratio_rows))
+    ratio_rows = [
+        [label, paired(a, b), paired(a, b, "service_cpu_us")] for label, a, b in comparisons
+    ]
+    add(table(["comparison", "throughput ratio", "cost ratio"], ratio_rows))
     add("")
     add(
         f"With LOG_LEVEL=WARNING the web process wrote {web['warning_log_lines']} log lines "
@@ -905,15 +974,22 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
         add("")
         if "replay_us" in rt:
             seq, one = min(rt["replay_us"]["sequence"]), min(rt["replay_us"]["select_only"])
+            seq_cpu = min(rt["replay_cpu_us"]["sequence"])
+            one_cpu = min(rt["replay_cpu_us"]["select_only"])
+            get_cpu = median(r["service_cpu_us"] for r in runs["get"])
             per_request_us = 1e6 * 2 / rps_m["get"]  # two workers share the median rate
+            cpu_share = fmt(100 * ratio(seq_cpu - one_cpu, get_cpu), 0)
+            time_share = fmt(100 * ratio(seq - one, per_request_us), 0)
             add(
-                "Cost of the extra round trips: one read's observed sequence, replayed straight "
-                f"on psycopg2 (no web, no ORM; best of {len(rt['replay_us']['sequence'])} "
-                f"runs), takes {seq:.0f} µs against {one:.0f} µs for its "
-                f"SELECT alone ({fmt(ratio(seq, one), 1)} times). Under load a worker spends "
-                f"{per_request_us:,.0f} µs per GET of one todo (2 workers at the median rate), "
-                f"so the {seq - one:.0f} µs of extra round trips are "
-                f"{fmt(100 * ratio(seq - one, per_request_us), 0)}% of it."
+                "Price of the extra round trips: one read's observed sequence, replayed "
+                "straight on psycopg2 (no web, no ORM; best of "
+                f"{len(rt['replay_us']['sequence'])} runs), takes {seq:.0f} µs of wall time "
+                f"and {seq_cpu:.0f} µs of CPU (client and server) against {one:.0f} µs and "
+                f"{one_cpu:.0f} µs for its SELECT alone. Under load, GET one todo costs "
+                f"{get_cpu:,.0f} µs of CPU per request (web + postgres) and a worker spends "
+                f"{per_request_us:,.0f} µs of wall time per request (2 workers at the median "
+                f"rate), so the extra round trips are {cpu_share}% of its CPU and "
+                f"{time_share}% of its time."
             )
             add("")
 
@@ -947,8 +1023,14 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
             )
             rows.append(
                 [
-                    f"{processes} worker process(es): tasks/s",
+                    f"{processes} worker process(es): tasks/s, first to last",
                     *spread([r["tasks_per_s"] for r in values], 0),
+                ]
+            )
+            rows.append(
+                [
+                    f"{processes} worker process(es): tasks/s, middle 80%",
+                    *spread([r["steady_tasks_per_s"] for r in values], 0),
                 ]
             )
         enqueue_s = [r["enqueue_s"] for values in w["runs"].values() for r in values]
@@ -958,31 +1040,20 @@ def render(plan: Plan, facts: dict[str, str], results: dict[str, Any], wall_s: f
         add(table(["measure", "median", "min", "max", "runs"], rows))
         add("")
         one, two = w["runs"]["1"], w["runs"]["2"]
-        add(
-            table(
-                ["speed-up, 2 processes vs 1", "value"],
-                [
-                    [
-                        "drain (first to last task)",
-                        fmt(
-                            ratio(
-                                median(r["span_s"] for r in one), median(r["span_s"] for r in two)
-                            ),
-                            2,
-                        ),
-                    ],
-                    [
-                        "from start",
-                        fmt(
-                            ratio(
-                                median(r["wall_s"] for r in one), median(r["wall_s"] for r in two)
-                            ),
-                            2,
-                        ),
-                    ],
-                ],
-            )
-        )
+
+        def speedup(measure: str, faster_is_bigger: bool) -> str:
+            a, b = median(r[measure] for r in one), median(r[measure] for r in two)
+            return fmt(ratio(b, a) if faster_is_bigger else ratio(a, b), 2)
+
+        speedups = [
+            [
+                "steady drain rate (tasks/s, middle 80% of the tasks)",
+                speedup("steady_tasks_per_s", True),
+            ],
+            ["drain, first to last task", speedup("span_s", False)],
+            ["from start (includes Celery's start-up)", speedup("wall_s", False)],
+        ]
+        add(table(["speed-up, 2 processes vs 1 (2.0 = perfect)", "value"], speedups))
         add("")
 
     add("## Memory (VmRSS)")

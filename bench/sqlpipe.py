@@ -50,15 +50,19 @@ def replay(request: dict[str, Any]) -> dict[str, Any]:
     max_loops = int(request.get("max_loops", 100_000))
     loops = 0
     with connection(request).cursor() as cursor:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while loops < max_loops and time.perf_counter() < stop_at:
             for statement in statements:
                 cursor.execute(statement)
                 if cursor.description is not None:
                     cursor.fetchall()
             loops += 1
-        elapsed = time.perf_counter() - started
-    return {"loops": loops, "us_per_loop": elapsed / max(loops, 1) * 1e6}
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {
+        "loops": loops,
+        "us_per_loop": elapsed / max(loops, 1) * 1e6,
+        "client_cpu_us_per_loop": cpu / max(loops, 1) * 1e6,
+    }
 
 
 def close(request: dict[str, Any]) -> dict[str, Any]:
