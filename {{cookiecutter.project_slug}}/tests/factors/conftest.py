@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sys
+import ast
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from _pytest.terminal import TerminalReporter
@@ -24,14 +25,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     outcomes.setdefault(module, report.outcome)
 
 
-def factor_row(module_path: str) -> tuple[str, str]:
+def factor_row(root: Path, module_path: str) -> tuple[str, str]:
     """The factor's name and what its test file checks, from the file name and docstring."""
     stem = module_path.rsplit("/", 1)[-1].removesuffix(".py")  # test_03_config
     _, number, *words = stem.split("_")
     name = f"{ROMAN[int(number) - 1]}. {' '.join(words).capitalize()}"
-    module = sys.modules.get(f"tests.factors.{stem}")
-    summary = (module.__doc__ or "").strip().splitlines()[0] if module else ""
-    return name, summary
+    # Read from the file, since under pytest-xdist the modules run in other processes.
+    docstring = ast.get_docstring(ast.parse((root / module_path).read_text())) or ""
+    return name, docstring.splitlines()[0] if docstring else ""
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
@@ -41,6 +42,6 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
         return
     terminalreporter.section("twelve factors")
     for module in rows:
-        name, summary = factor_row(module)
+        name, summary = factor_row(terminalreporter.config.rootpath, module)
         verdict = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[outcomes[module]]
         terminalreporter.write_line(f"{verdict:<5} {name:<24} {summary}")
