@@ -25,6 +25,8 @@ from sqlalchemy import URL, Connection, create_engine, text
 from {{ cookiecutter.package_name }}.config import SECRET_VARIABLES, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The module the web process serves, as the Procfile names it.
+WSGI_MODULE = "{{ cookiecutter.package_name }}.wsgi"
 VENV_BIN = Path(sys.executable).parent
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
@@ -108,7 +110,7 @@ def run_flask_command(
 ) -> subprocess.CompletedProcess[str]:
     """Run `flask --app <package>.wsgi ...` as an operator would, to completion."""
     return subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "{{ cookiecutter.package_name }}.wsgi", *arguments],
+        [str(VENV_BIN / "flask"), "--app", WSGI_MODULE, *arguments],
         cwd=PROJECT_ROOT,
         env=dict(environment),
         capture_output=True,

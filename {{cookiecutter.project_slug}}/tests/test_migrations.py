@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, inspect
 
 from .support import (
     PROJECT_ROOT,
+    WSGI_MODULE,
     alembic_config,
     migrate,
     run_process,
@@ -52,7 +53,7 @@ def test_release_process_migrates_an_empty_database_and_is_idempotent(
 
 
 def test_web_process_never_imports_alembic(database_url: str) -> None:
-    program = "import sys; import {{ cookiecutter.package_name }}.wsgi; print('alembic' in sys.modules)"
+    program = f"import sys; import {WSGI_MODULE}; print('alembic' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", program],
         cwd=PROJECT_ROOT,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import PROJECT_ROOT, VENV_BIN, service_environment
+from ..support import PROJECT_ROOT, VENV_BIN, WSGI_MODULE, service_environment
 
 SERVICE_CODE = [
     *(PROJECT_ROOT / "src").rglob("*.py"),
@@ -63,7 +63,7 @@ def test_a_fresh_environment_from_the_lock_alone_is_consistent_and_imports_the_a
 
     environment = service_environment(database_url, PYTHONPATH=str(PROJECT_ROOT / "src"))
     imported = run(
-        [venv / "bin" / "python", "-c", "import {{ cookiecutter.package_name }}.wsgi"],
+        [venv / "bin" / "python", "-c", f"import {WSGI_MODULE}"],
         env=environment,
     )
     assert imported.returncode == 0, imported.stderr
