@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import URL, create_engine, text
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
@@ -21,6 +22,9 @@ from {{ cookiecutter.package_name }}.tasks import archive_todo
 from .support import (
     TEST_REDIS_URL,
     WAIT_SECONDS,
+    create_database,
+    drop_database,
+    migrate,
     revised,
     row_locked,
     update_waits_for_lock,
@@ -166,3 +170,29 @@ def test_a_task_whose_worker_is_killed_midway_is_run_again_by_another(
             wait_for(lambda: rescuer.tasks_done() == 1, "the lost task to be run again")
         assert rescuer.archived_todo_ids() == [todo_id]
         assert archived_ids(database_url) == {todo_id}
+
+
+def test_a_task_retries_while_the_database_is_away_and_succeeds_once_it_is_back(
+    app: Flask, admin_url: URL, tmp_path: Path
+) -> None:
+    name = f"test_late_{uuid.uuid4().hex[:12]}"
+    late_url = admin_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        # The worker starts before its database exists: every attempt fails to connect.
+        with worker_process(late_url, tmp_path, "patient") as worker:
+            with app.app_context():
+                archive_todo.delay(1)
+            wait_for(
+                lambda: any("retry" in event["message"].lower() for event in worker.events()),
+                "the task to be retried",
+            )
+            create_database(admin_url, name)
+            migrate(late_url, "head")
+            engine = create_engine(late_url)
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO todos (title) VALUES ('late')"))
+            engine.dispose()
+            wait_for(lambda: worker.archived_todo_ids() == [1], "a retry to succeed")
+        assert archived_ids(late_url) == {1}
+    finally:
+        drop_database(admin_url, name)
