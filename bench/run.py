@@ -277,11 +277,11 @@ def run_release(b: Bake, logs: Path) -> float:
     return time.monotonic() - proc.started
 
 
-def start_web(b: Bake, logs: Path, name: str, **overrides: str) -> procs.Proc:
-    """Start the Procfile's web line on a free port and wait for its first 200."""
+def launch_web(b: Bake, logs: Path, name: str, **overrides: str) -> procs.Proc:
+    """Start the Procfile's web line on a free port (two workers unless overridden)."""
     port = procs.free_port()
-    env = b.env(PORT=str(port), WEB_CONCURRENCY="2", **overrides)
-    proc = procs.start(
+    env = b.env(PORT=str(port), **{"WEB_CONCURRENCY": "2", **overrides})
+    return procs.start(
         name,
         procs.procfile_command(b.path, "web"),
         cwd=b.path,
@@ -289,6 +289,11 @@ def start_web(b: Bake, logs: Path, name: str, **overrides: str) -> procs.Proc:
         log_path=logs / f"{name}-{port}.log",
         port=port,
     )
+
+
+def start_web(b: Bake, logs: Path, name: str, **overrides: str) -> procs.Proc:
+    """Start the Procfile's web line on a free port and wait for its first 200."""
+    proc = launch_web(b, logs, name, **overrides)
     procs.wait_for_200(proc)
     return proc
 
@@ -566,25 +571,16 @@ def measure_roundtrips(
     out: dict[str, Any] = {"per_request": {}, "sequences": {}}
     web = None
     try:
-        port = procs.free_port()
-        web = procs.start(
-            "web-proxied",
-            procs.procfile_command(b.path, "web"),
-            cwd=b.path,
-            env=proxied.env(PORT=str(port), WEB_CONCURRENCY="1"),
-            log_path=logs / "web-proxied.log",
-            port=port,
-        )
-        procs.wait_for_200(web)
+        web = start_web(proxied, logs, "web-proxied", WEB_CONCURRENCY="1")
         n = plan.roundtrip_requests
         for scenario in scenarios:
             payload = {"title": "round trip", "done": False} if scenario.method == "POST" else None
             for _ in range(3):
-                procs.http_request(scenario.method, port, scenario.path, payload)
+                procs.http_request(scenario.method, web.port, scenario.path, payload)
             time.sleep(0.05)
             proxy.reset()
             for _ in range(n):
-                procs.http_request(scenario.method, port, scenario.path, payload)
+                procs.http_request(scenario.method, web.port, scenario.path, payload)
             time.sleep(0.1)
             counts, queries = proxy.snapshot()
             out["per_request"][scenario.key] = {kind: count / n for kind, count in counts.items()}
@@ -636,15 +632,7 @@ def measure_startup(plan: Plan, b: Bake, logs: Path) -> list[float]:
     """Phase 4: process start to first 200 on /healthz, for the web line."""
     times = []
     for rep in range(plan.startup_reps):
-        port = procs.free_port()
-        proc = procs.start(
-            "web-startup",
-            procs.procfile_command(b.path, "web"),
-            cwd=b.path,
-            env=b.env(PORT=str(port), WEB_CONCURRENCY="2"),
-            log_path=logs / "web-startup.log",
-            port=port,
-        )
+        proc = launch_web(b, logs, "web-startup")
         try:
             times.append(procs.wait_for_200(proc, deadline=60))
         finally:
