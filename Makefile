@@ -34,12 +34,12 @@ test: install ## Bake every supported answer and run the hooks', bakes' and bake
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install ## Check the hooks and the template tests with ruff
-	$(BIN)/ruff check hooks tests scripts local_extensions.py
-	$(BIN)/ruff format --check hooks tests scripts local_extensions.py
+	$(BIN)/ruff check hooks tests scripts bench local_extensions.py
+	$(BIN)/ruff format --check hooks tests scripts bench local_extensions.py
 
 format: install ## Fix what ruff can fix in the hooks and the template tests
-	$(BIN)/ruff check --fix hooks tests scripts local_extensions.py
-	$(BIN)/ruff format hooks tests scripts local_extensions.py
+	$(BIN)/ruff check --fix hooks tests scripts bench local_extensions.py
+	$(BIN)/ruff format hooks tests scripts bench local_extensions.py
 
 bake: install ## Bake the default project into build/ (or OUT=dir; change answers with ARGS=...)
 	$(BIN)/cookiecutter --no-input --output-dir "$(OUT)" . $(ARGS)
