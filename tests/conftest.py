@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 
+from containers import REQUIRE_VARIABLE, Engine, NoEngineError, container_engine
 from harness import DEFAULT_TEST_DATABASE_URL, write_cookiecutter_config
 
 
@@ -41,3 +43,21 @@ def test_database_url() -> str:
 def cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cookiecutter config whose replay files stay in the test's temporary directory."""
     return write_cookiecutter_config(tmp_path_factory.mktemp("cookiecutter-user"))
+
+
+def no_engine(reason: NoEngineError) -> None:
+    """Skip for want of a container engine, saying why; fail where one is required (CI)."""
+    message = f"no container engine: {reason}"
+    if os.environ.get(REQUIRE_VARIABLE):
+        pytest.fail(f"{message} ({REQUIRE_VARIABLE} is set, so this may not skip)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    """A Docker engine for the session: one that answers, or a private dockerd."""
+    try:
+        with container_engine() as found:
+            yield found
+    except NoEngineError as reason:
+        no_engine(reason)
