@@ -47,8 +47,8 @@ bake: install ## Bake the default project into build/ (or OUT=dir; change answer
 bench: install ## Measure the baked services (throughput, workers, memory, start-up); BENCH_QUICK=1 for a smoke run
 	$(BIN)/python -m bench
 
-lock: ## Re-resolve requirements-dev.lock after changing requirements-dev.in
-	uv pip compile --quiet --universal --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.lock
+lock: install ## Re-resolve requirements-dev.lock after changing requirements-dev.in
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes requirements-dev.in -o requirements-dev.lock
 
 clean: ## Remove .venv, build/ and the caches
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
