@@ -116,6 +116,7 @@ def next_steps(answers: Mapping[str, object]) -> str:
             "    make .env               # local settings with a fresh SECRET_KEY; git-ignored",
             "    make migrate            # apply the database migrations",
             "    make run                # the web process, on $PORT from .env",
+            "    make dev                # or flask run --debug: reloader and debugger",
             "    make test               # the test suite, against PostgreSQL",
             "",
         )

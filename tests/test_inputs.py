@@ -342,6 +342,7 @@ def test_next_steps_lists_the_commands_in_order() -> None:
         ".env",
         "make migrate",
         "make run",
+        "make dev",
         "make test",
     ]
     positions = [steps.index(command) for command in commands]

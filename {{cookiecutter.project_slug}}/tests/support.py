@@ -108,11 +108,14 @@ def procfile_command(process_type: str) -> list[str]:
 def run_flask_command(
     environment: Mapping[str, str], *arguments: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run `flask --app <package>.wsgi ...` as an operator would, to completion."""
+    """Run `flask --app <package>.wsgi ...` as an operator would, to completion.
+
+    As on a platform, no .env or .flaskenv is read: only the environment given counts.
+    """
     return subprocess.run(
         [str(VENV_BIN / "flask"), "--app", WSGI_MODULE, *arguments],
         cwd=PROJECT_ROOT,
-        env=dict(environment),
+        env={**environment, "FLASK_SKIP_DOTENV": "1"},
         capture_output=True,
         text=True,
         timeout=60,

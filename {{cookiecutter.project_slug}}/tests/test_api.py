@@ -229,7 +229,10 @@ def test_wrong_method_is_405_with_allow_header(client: FlaskClient) -> None:
     assert "POST" in response.headers["Allow"]
 
 
-def test_unexpected_error_is_500_problem_without_traceback(settings: Settings) -> None:
+def test_unexpected_error_is_500_problem_without_traceback(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
     app = create_app(settings)
 
     @app.get("/boom")
@@ -240,6 +243,22 @@ def test_unexpected_error_is_500_problem_without_traceback(settings: Settings) -
     body = assert_problem(response, 500)
     assert "secret internals" not in response.get_data(as_text=True)
     assert body["title"] == "Internal Server Error"
+    app.extensions["database"].dispose()
+
+
+def test_under_flask_run_debug_an_unexpected_error_is_left_to_the_debugger(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_DEBUG", "1")  # what `flask run --debug` sets
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("read me in the debugger")
+
+    # Flask re-raises it, for Werkzeug's debugger to show instead of a 500 problem.
+    with pytest.raises(RuntimeError, match="read me in the debugger"):
+        app.test_client().get("/boom")
     app.extensions["database"].dispose()
 
 

@@ -78,8 +78,13 @@ def handle_unexpected(error: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Install the handlers that turn every failure into a problem document."""
+    """Install the handlers that turn every failure into a problem document.
+
+    Under `flask run --debug` (on a developer's machine only) an unexpected error is left to
+    Werkzeug's interactive debugger instead, so its traceback can be read in the browser.
+    """
     app.register_error_handler(Problem, handle_problem)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_database_unavailable)
-    app.register_error_handler(Exception, handle_unexpected)
+    if not app.debug:
+        app.register_error_handler(Exception, handle_unexpected)
