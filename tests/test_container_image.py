@@ -350,14 +350,19 @@ def test_docker_stop_lets_the_request_in_flight_finish_and_exits_zero(
     released: BuiltImage,
 ) -> None:
     name, base = released.start_web()
-    answers: list[tuple[int, Any]] = []
+    answers: list[object] = []
+
+    def read() -> None:
+        try:
+            answers.append(http("GET", f"{base}/api/todos", timeout=60)[0])
+        except OSError as error:  # a connection cut mid-request is the failure to show
+            answers.append(error)
+
     blocker = psycopg2.connect(released.database_url)
     try:
         with blocker.cursor() as cursor:
             cursor.execute("LOCK TABLE todos IN ACCESS EXCLUSIVE MODE")
-        reader = threading.Thread(
-            target=lambda: answers.append(http("GET", f"{base}/api/todos", timeout=60))
-        )
+        reader = threading.Thread(target=read)
         reader.start()
         wait_until(lambda: waiting_on_a_lock(released), "the request to wait on the table lock")
         started = time.monotonic()
@@ -374,7 +379,7 @@ def test_docker_stop_lets_the_request_in_flight_finish_and_exits_zero(
     reader.join(timeout=60)
     assert stopping.wait(timeout=60) == 0
     elapsed = time.monotonic() - started
-    assert [status for status, _ in answers] == [200], answers
+    assert answers == [200]
     state = released.engine.inspect("container", name)
     assert state is not None
     assert state["State"]["ExitCode"] == 0, released.logs(name)
