@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,16 @@ DEFAULT_PYTHON = PYTHON_VERSIONS[0]
 # the whole make install, make lint and make test.
 TEXT_ONLY_QUESTIONS = {"ci", "kubernetes", "license", "postgres_version"}
 
+# `make install` uses uv when it is on PATH, and venv + pip otherwise. The default answers
+# are installed as on a fresh machine with Python, pip and make but no uv anywhere on PATH;
+# every other variant (and tests/test_factor_breakage.py's default project) uses uv.
 FULL_SUITE_VARIANTS = [
-    *(pytest.param({"python_version": v}, id=f"python-{v}") for v in PYTHON_VERSIONS),
+    pytest.param(
+        {"python_version": DEFAULT_PYTHON}, False, id=f"python-{DEFAULT_PYTHON}-without-uv"
+    ),
+    *(pytest.param({"python_version": v}, True, id=f"python-{v}") for v in PYTHON_VERSIONS[1:]),
     *(
-        pytest.param({question: value}, id=f"{question}-{value}")
+        pytest.param({question: value}, True, id=f"{question}-{value}")
         for question in CHOICE_QUESTIONS
         if question not in TEXT_ONLY_QUESTIONS | {"python_version"}
         for value in choices(question)[1:]
@@ -92,6 +99,23 @@ def _lock_digest(project: Path) -> str:
     return hashlib.sha256("\n".join(pin for pin in pins if pin).encode()).hexdigest()
 
 
+def _path_without_uv(interpreter: str) -> str:
+    """A PATH as on a machine with Python, pip and make only: the folders of make, the shell,
+    its tools and git, and the interpreter's own folder. Skip if uv is in one of them."""
+    folders: list[str] = []
+    for tool in ("make", "sh", "env", "sed", "git"):
+        found = shutil.which(tool)
+        if found is None:
+            pytest.skip(f"`{tool}` is not on PATH")
+        folders.append(str(Path(found).parent))
+    folders.append(str(Path(interpreter).parent))
+    path = os.pathsep.join(dict.fromkeys(folders))
+    uv = shutil.which("uv", path=path)
+    if uv is not None:
+        pytest.skip(f"uv is installed at {uv}, beside make, git or Python: no PATH lacks it")
+    return path
+
+
 def _check(project: BakedProject, *arguments: str) -> None:
     """Run a make target and fail with the tail of its output if it does not succeed."""
     result = project.make(*arguments)
@@ -110,10 +134,14 @@ class Bakery:
         self._database_url = database_url
         self._tools_dir = Path(sys.executable).parent
         self._uv_cache_dir = _uv_cache_dir(self._tools_dir)
-        self._installed: dict[tuple[tuple[str, str], ...], BakedProject] = {}
+        self._installed: dict[tuple[bool, tuple[tuple[str, str], ...]], BakedProject] = {}
 
-    def env(self, python_version: str) -> dict[str, str]:
-        """The environment for make in a project of that Python version."""
+    def env(self, python_version: str, *, uv_on_path: bool = True) -> dict[str, str]:
+        """The environment for make in a project of that Python version.
+
+        Without uv, PATH holds only what a fresh machine has (see _path_without_uv), and no
+        uv variable is set.
+        """
         mypy_cache = self._tmp.getbasetemp() / f"mypy-cache-{python_version}"
         mypy_cache.mkdir(exist_ok=True)
         env = make_env(
@@ -122,6 +150,9 @@ class Bakery:
             mypy_cache_dir=mypy_cache,
             database_url=self._database_url,
         )
+        if not uv_on_path:
+            env["PATH"] = _path_without_uv(self.interpreter(python_version))
+            return {name: value for name, value in env.items() if not name.startswith("UV_")}
         if not self._uv_cache_dir:
             del env["UV_CACHE_DIR"]
         return env
@@ -145,20 +176,21 @@ class Bakery:
             )
         return interpreter
 
-    def install(self, **answers: str) -> BakedProject:
+    def install(self, *, uv_on_path: bool = True, **answers: str) -> BakedProject:
         """Bake a project and run its own `make install` with the chosen interpreter."""
         python_version = answers.get("python_version", DEFAULT_PYTHON)
         interpreter = self.interpreter(python_version)
+        env = self.env(python_version, uv_on_path=uv_on_path)
         path = self.bake(**answers)
-        project = BakedProject(path, python_version, interpreter, self.env(python_version))
+        project = BakedProject(path, python_version, interpreter, env)
         _check(project, "install", f"PYTHON={interpreter}")
         return project
 
-    def installed(self, **answers: str) -> BakedProject:
-        """The session's one installed project for these answers."""
-        key = tuple(sorted(answers.items()))
+    def installed(self, *, uv_on_path: bool = True, **answers: str) -> BakedProject:
+        """The session's one installed project for these answers and installer."""
+        key = (uv_on_path, tuple(sorted(answers.items())))
         if key not in self._installed:
-            self._installed[key] = self.install(**answers)
+            self._installed[key] = self.install(uv_on_path=uv_on_path, **answers)
         return self._installed[key]
 
 
@@ -170,9 +202,11 @@ def bakery(
     return Bakery(cookies_session, tmp_path_factory, test_database_url)
 
 
-@pytest.mark.parametrize("variant", FULL_SUITE_VARIANTS)
-def test_make_install_builds_the_venv(bakery: Bakery, variant: dict[str, str]) -> None:
-    project = bakery.installed(**variant)
+@pytest.mark.parametrize(("variant", "uv_on_path"), FULL_SUITE_VARIANTS)
+def test_make_install_builds_the_venv(
+    bakery: Bakery, variant: dict[str, str], uv_on_path: bool
+) -> None:
+    project = bakery.installed(uv_on_path=uv_on_path, **variant)
     version = subprocess.run(
         [str(project.path / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version)"],
         capture_output=True,
@@ -180,23 +214,27 @@ def test_make_install_builds_the_venv(bakery: Bakery, variant: dict[str, str]) -
         check=True,
     )
     assert version.stdout.startswith(f"{project.python_version}.")
+    # uv names itself in the pyvenv.cfg of the environments it makes; venv does not.
+    pyvenv_cfg = (project.path / ".venv" / "pyvenv.cfg").read_text(encoding="utf-8")
+    assert ("\nuv = " in pyvenv_cfg) is uv_on_path, pyvenv_cfg
 
 
-@pytest.mark.parametrize("variant", FULL_SUITE_VARIANTS)
-def test_make_lint_passes(bakery: Bakery, variant: dict[str, str]) -> None:
-    _check(bakery.installed(**variant), "lint")
+@pytest.mark.parametrize(("variant", "uv_on_path"), FULL_SUITE_VARIANTS)
+def test_make_lint_passes(bakery: Bakery, variant: dict[str, str], uv_on_path: bool) -> None:
+    _check(bakery.installed(uv_on_path=uv_on_path, **variant), "lint")
 
 
-@pytest.mark.parametrize("variant", FULL_SUITE_VARIANTS)
-def test_make_test_passes(bakery: Bakery, variant: dict[str, str]) -> None:
-    _check(bakery.installed(**variant), "test")
+@pytest.mark.parametrize(("variant", "uv_on_path"), FULL_SUITE_VARIANTS)
+def test_make_test_passes(bakery: Bakery, variant: dict[str, str], uv_on_path: bool) -> None:
+    _check(bakery.installed(uv_on_path=uv_on_path, **variant), "test")
 
 
 @pytest.mark.parametrize("variant", LINT_VARIANTS)
 def test_variant_passes_lint(bakery: Bakery, variant: dict[str, str]) -> None:
-    installed = bakery.installed(python_version=DEFAULT_PYTHON)
+    # The session's default project, the one installed without uv.
+    installed = bakery.installed(uv_on_path=False, python_version=DEFAULT_PYTHON)
     path = bakery.bake(**variant)
-    project = BakedProject(path, DEFAULT_PYTHON, installed.interpreter, installed.env)
+    project = BakedProject(path, DEFAULT_PYTHON, installed.interpreter, bakery.env(DEFAULT_PYTHON))
     if _lock_digest(path) == _lock_digest(installed.path):
         # Same Python, same lock: borrow the installed .venv (and mypy's warm cache of
         # its libraries); --old-file stops make from reinstalling into the borrowed one.
