@@ -1,5 +1,4 @@
-"""`flask run --debug` (and `make dev`): the app from .flaskenv, settings from .env, reloader and
-debugger on."""
+"""`flask run --debug` from the project root: the app from .flaskenv, .env, reloader, debugger."""
 
 from __future__ import annotations
 
@@ -14,11 +13,11 @@ from pathlib import Path
 from .support import (
     PROJECT_ROOT,
     SERVICE_VARIABLES,
-    TEST_SECRET_KEY,
     VENV_BIN,
     child_pids,
     free_port,
     http_get,
+    required_environment,
     stop_process,
     wait_for,
     wait_until_serving,
@@ -28,8 +27,8 @@ RELEASE = "flask-run-debug-test"
 
 
 def dotenv_for(database_url: str) -> str:
-    """A .env made as `make .env` makes it, pointed at the test database."""
-    values = {"DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRET_KEY, "RELEASE_ID": RELEASE}
+    """A .env made as `make .env` makes it, pointed at the test's backing services."""
+    values = {**required_environment(database_url), "RELEASE_ID": RELEASE}
     lines = []
     for line in (PROJECT_ROOT / ".env.example").read_text().splitlines():
         name = line.split("=", 1)[0]
