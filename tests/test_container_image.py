@@ -294,6 +294,9 @@ def test_the_image_carries_no_env_file_no_tests_and_no_compiler(
                 if content is not None and image.env_secret.encode() in content.read():
                     found_env.append(f"{member.name} (holds the .env secret)")
     assert found_env == []
+    configured = image.engine.inspect("image", image.tag)
+    assert configured is not None
+    assert "FLASK_SKIP_DOTENV=1" in configured["Config"]["Env"]
     assert found_tests == []
     assert found_compilers == []
 

@@ -49,7 +49,15 @@ COMBINATIONS: list[dict[str, str]] = [
     for ci in ("github", "gitlab")
 ]
 
-LOCAL_ONLY_PATHS = (".env", ".git", ".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+LOCAL_ONLY_PATHS = (
+    ".env",
+    ".flaskenv",
+    ".git",
+    ".venv",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+)
 # Where the containers' temporary files go: a tmpfs or a memory emptyDir, never the image.
 TMPFS = "/tmp"  # noqa: S108 - a path inside the containers, not a file of ours
 # A compose port mapping: [ip:][host port or range:]container port.
