@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,6 @@ pytestmark = pytest.mark.containers
 
 VARIANTS = [pytest.param("none", id="default"), pytest.param("celery", id="celery")]
 RELEASE_ID = "image-test-release"
-# A Redis database of its own, so the host's other users of Redis are left alone.
-REDIS_DATABASE = 14
 # The marker env of packaging, computed by the image's own Python.
 MARKER_ENVIRONMENT_SCRIPT = """
 import json, os, platform, sys
@@ -93,14 +92,13 @@ def locked_pins(lock: Path, environment: dict[str, str]) -> dict[str, str]:
     return pins
 
 
-def redis_command(*words: str) -> None:
-    """Send one command to the host's Redis on the containers' database."""
-    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as connection:
-        for command in (("SELECT", str(REDIS_DATABASE)), words):
-            payload = f"*{len(command)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in command)
-            connection.sendall(payload.encode())
-            answer = connection.recv(1024)
-            assert not answer.startswith(b"-"), answer
+def flush_redis(url: str) -> None:
+    """Empty a Redis server that only these tests use."""
+    host_port = url.removeprefix("redis://").split("/", 1)[0]
+    host, _, port = host_port.partition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
+        assert connection.recv(64).startswith(b"+OK"), "FLUSHALL was refused"
 
 
 @dataclass
@@ -113,6 +111,7 @@ class BuiltImage:
     worker: str
     database_url: str
     env_secret: str
+    redis_url: str = ""
     started: list[str] = field(default_factory=list)
 
     @property
@@ -128,7 +127,7 @@ class BuiltImage:
             "LOG_LEVEL": "INFO",
         }
         if self.worker == "celery":
-            settings["REDIS_URL"] = f"redis://127.0.0.1:6379/{REDIS_DATABASE}"
+            settings["REDIS_URL"] = self.redis_url
         return {**settings, **overrides}
 
     def run_arguments(self, name: str, settings: dict[str, str]) -> list[str]:
@@ -164,6 +163,14 @@ class BuiltImage:
     def logs(self, name: str) -> str:
         """What a container has written to stdout and stderr."""
         return said(self.engine.docker("logs", name))
+
+    @contextmanager
+    def explained(self, name: str) -> Iterator[None]:
+        """Add a container's logs to any assertion that fails inside the block."""
+        try:
+            yield
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n--- logs of {name} ---\n{self.logs(name)}") from None
 
     def query(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
         """Rows from the variant's own database."""
@@ -211,7 +218,23 @@ class ImageShop:
         self._admin(f'CREATE DATABASE "{database}"')
         self._databases.append(database)
         url = self._admin_url.rsplit("/", 1)[0] + f"/{database}"
-        return BuiltImage(self._engine, project, tag, worker, url, env_secret)
+        built = BuiltImage(self._engine, project, tag, worker, url, env_secret)
+        if worker == "celery":
+            built.redis_url = self._private_redis(built)
+        return built
+
+    def _private_redis(self, built: BuiltImage) -> str:
+        """A Redis of the celery variant's own, so no other user of the host's is touched."""
+        port = free_port()
+        name = f"redis-{uuid.uuid4().hex[:8]}"
+        built.started.append(name)
+        self._engine.must(
+            "run", "--detach", "--name", name, "--network=host", self._engine.redis_standin(),
+            "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+        )  # fmt: skip
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_until(lambda: flush_redis(url) is None, f"{name} to answer", 30)
+        return url
 
     def _admin(self, statement: str) -> None:
         connection = psycopg2.connect(self._admin_url)
@@ -404,14 +427,13 @@ def todo_archived(base: str, todo_id: int) -> bool:
 
 
 @pytest.fixture
-def celery_image(images: ImageShop) -> Iterator[BuiltImage]:
-    """The celery variant, released, with its Redis database empty before and after."""
+def celery_image(images: ImageShop) -> BuiltImage:
+    """The celery variant, released, its Redis empty: no task of another test is left."""
     built = images.get("celery")
     result = built.one_off("release")
     assert result.returncode == 0, said(result)
-    redis_command("FLUSHDB")
-    yield built
-    redis_command("FLUSHDB")
+    flush_redis(built.redis_url)
+    return built
 
 
 def test_a_worker_container_archives_a_todo(celery_image: BuiltImage) -> None:
@@ -420,7 +442,8 @@ def test_a_worker_container_archives_a_todo(celery_image: BuiltImage) -> None:
     status, todo = http("POST", f"{base}/api/todos", {"title": "archive me"})
     assert status == 201
     assert http("POST", f"{base}/api/todos/{todo['id']}/archive")[0] == 202
-    wait_until(lambda: todo_archived(base, todo["id"]), "the worker to archive the todo")
+    with celery_image.explained(worker):
+        wait_until(lambda: todo_archived(base, todo["id"]), "the worker to archive the todo")
     stopped = celery_image.engine.docker("stop", "--time=30", worker)
     assert stopped.returncode == 0
     state = celery_image.engine.inspect("container", worker)
@@ -442,7 +465,8 @@ def test_a_worker_container_stopped_mid_task_leaves_the_task_to_another(
             cursor.execute("SELECT id FROM todos WHERE id = %s FOR UPDATE", (todo["id"],))
         doomed = celery_image.start("worker", **limits)
         assert http("POST", f"{base}/api/todos/{todo['id']}/archive")[0] == 202
-        wait_until(lambda: waiting_on_a_lock(celery_image), "the task to block on the row lock")
+        with celery_image.explained(doomed):
+            wait_until(lambda: waiting_on_a_lock(celery_image), "the task to block on the row lock")
         # SIGTERM, then SIGKILL a second later while the task is still blocked.
         celery_image.engine.must("stop", "--time=1", doomed)
     finally:
@@ -450,5 +474,6 @@ def test_a_worker_container_stopped_mid_task_leaves_the_task_to_another(
         blocker.close()
     assert not todo_archived(base, todo["id"])
     rescuer = celery_image.start("worker", **limits)
-    wait_until(lambda: todo_archived(base, todo["id"]), "another worker to run the lost task")
+    with celery_image.explained(rescuer):
+        wait_until(lambda: todo_archived(base, todo["id"]), "another worker to run the lost task")
     assert "todo archived" in celery_image.logs(rescuer)
