@@ -30,6 +30,11 @@ def run_migrations_online(url: str) -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata)
         with context.begin_transaction():
+            # No time limit on any statement here, whatever the server or role sets by default:
+            # a migration may rewrite a large table for minutes, and a second release waits
+            # for the first one's lock. DATABASE_STATEMENT_TIMEOUT bounds requests and tasks,
+            # which the web and worker processes apply to their own connections (db.py).
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
             # Released at commit; a second release waits here, then finds nothing to do.
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             context.run_migrations()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from alembic import command
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from .support import (
     PROJECT_ROOT,
     WSGI_MODULE,
     alembic_config,
     migrate,
+    procfile_command,
     run_process,
     service_environment,
 )
@@ -64,3 +66,30 @@ def test_web_process_never_imports_alembic(database_url: str) -> None:
         check=True,
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_release_is_not_cut_by_a_statement_timeout(empty_database: str) -> None:
+    migrate(empty_database, "head")
+    # PGOPTIONS stands for a server or role default of one second per statement.
+    environment = service_environment(
+        empty_database, DATABASE_STATEMENT_TIMEOUT="1", PGOPTIONS="-c statement_timeout=1s"
+    )
+    engine = create_engine(empty_database)
+    with engine.connect() as blocker:
+        # Another session holds a lock the release needs, for three times that second.
+        blocker.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+        release = subprocess.Popen(
+            procfile_command("release"),
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        still_waiting = release.poll() is None
+        blocker.rollback()
+    _, stderr = release.communicate(timeout=60)
+    engine.dispose()
+    assert still_waiting, f"the release gave up while waiting: {stderr}"
+    assert release.returncode == 0, stderr

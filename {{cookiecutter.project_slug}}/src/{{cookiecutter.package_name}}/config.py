@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator{% if cookiecutter.worker == "celery" %}, model_validator{% endif %}
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     release_id: str = Field(default="unknown", max_length=200)
     max_content_length: int = Field(default=1024 * 1024, ge=1)
+    database_statement_timeout: int = Field(default=10, ge=1, description="seconds per statement")
+    database_lock_timeout: int = Field(default=5, ge=1, description="seconds to wait for a lock")
+    database_pool_timeout: int = Field(
+        default=5, ge=1, description="seconds to wait for a pooled connection"
+    )
+    database_pool_size: int | None = Field(
+        default=None, ge=1, le=100, description="connections per process; default WEB_THREADS"
+    )
 {%- if cookiecutter.worker == "celery" %}
     redis_url: str = Field(description="Redis URL of the task broker and result store")
     worker_concurrency: int = Field(default=2, ge=1, le=64)
@@ -131,6 +139,17 @@ class Settings(BaseSettings):
             raise ValueError("BROKER_VISIBILITY_TIMEOUT must be longer than TASK_TIME_LIMIT")
         return self
 {%- endif %}
+
+    @model_validator(mode="after")
+    def _database_waits_end_before_the_worker_timeout(self) -> Settings:
+        # A request that waits for a connection and then for its statement must get its 503
+        # while its worker still lives; past WEB_TIMEOUT gunicorn kills the worker instead.
+        if self.database_pool_timeout + self.database_statement_timeout >= self.web_timeout:
+            raise ValueError(
+                "DATABASE_POOL_TIMEOUT plus DATABASE_STATEMENT_TIMEOUT must be shorter than "
+                "WEB_TIMEOUT"
+            )
+        return self
 
     @field_validator("secret_key")
     @classmethod

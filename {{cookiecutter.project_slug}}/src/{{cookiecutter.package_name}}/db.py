@@ -18,13 +18,23 @@ class Database:
     """The engine and session factory of one process, attached to its app."""
 
     def __init__(self, settings: Settings) -> None:
+        # Every wait on the database is bounded, so a request stuck on it ends with a 503
+        # (errors.py) well before gunicorn's WEB_TIMEOUT would kill its worker: connecting,
+        # waiting for a pooled connection, for a lock, and for a statement to finish.
         self.engine: Engine = create_engine(
             settings.database_url,
             pool_pre_ping=True,
-            pool_size=settings.web_threads,
-            max_overflow=2,
-            # Fail fast, so a database that is down yields a 503 rather than a hung worker.
-            connect_args={"connect_timeout": 5},
+            pool_size=settings.database_pool_size or settings.web_threads,
+            max_overflow=0,
+            pool_timeout=settings.database_pool_timeout,
+            connect_args={
+                "connect_timeout": 5,
+                # Session settings sent when each connection opens: no extra round trip.
+                "options": (
+                    f"-c statement_timeout={settings.database_statement_timeout}s"
+                    f" -c lock_timeout={settings.database_lock_timeout}s"
+                ),
+            },
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 

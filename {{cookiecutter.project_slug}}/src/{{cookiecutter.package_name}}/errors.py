@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -61,12 +62,17 @@ def handle_http_exception(error: HTTPException) -> Response:
     return problem_response(status, detail, headers=headers)
 
 
-def handle_database_unavailable(error: DBAPIError) -> Response:
-    """A backing service that is down is the caller's 503, not our 500."""
-    logger.warning("database unavailable: %s", type(error.orig).__name__)
+def handle_database_unavailable(error: DBAPIError | PoolTimeoutError) -> Response:
+    """A database that is down or too slow to answer is the caller's 503, not our 500.
+
+    This covers a server that does not answer, a statement cut by statement_timeout, a lock
+    not granted within lock_timeout, and no pooled connection free within the pool timeout.
+    """
+    cause = type(error.orig if isinstance(error, DBAPIError) else error).__name__
+    logger.warning("database unavailable: %s", cause)
     return problem_response(
         503,
-        "The database is not answering; try again shortly.",
+        "The database did not answer in time; try again shortly.",
         headers={"Retry-After": "5"},
     )
 
@@ -86,5 +92,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, handle_problem)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(PoolTimeoutError, handle_database_unavailable)
     if not app.debug:
         app.register_error_handler(Exception, handle_unexpected)
