@@ -304,14 +304,17 @@ def row_locked(database_url: str, todo_id: int) -> Iterator[Connection]:
 
 
 def update_waits_for_lock(database_url: str) -> bool:
-    """True when an UPDATE of todos waits for a lock (asked in a fresh session, since
-    pg_stat_activity is a snapshot for the length of a transaction)."""
+    """True when an UPDATE of todos in this database waits for a lock (asked in a fresh
+    session, since pg_stat_activity is a snapshot for the length of a transaction).
+
+    pg_stat_activity shows the whole server, where other test runs may be waiting too.
+    """
     engine = create_engine(database_url)
     with engine.connect() as connection:
         waiting = connection.scalar(
             text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE todos%'"
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE todos%'"
             )
         )
     engine.dispose()
