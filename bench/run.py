@@ -188,6 +188,8 @@ class Bake:
             LOG_FORMAT="json",
             LOG_LEVEL="WARNING",
             RELEASE_ID="bench",
+            # No drain period on SIGTERM: a bench stops its servers at once.
+            DRAIN_SECONDS="0",
         )
         if self.celery:
             env["REDIS_URL"] = REDIS_URL

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
 import os
+import signal
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -20,7 +23,8 @@ workers = settings.web_concurrency
 threads = settings.web_threads
 worker_class = "gthread" if settings.web_threads > 1 else "sync"
 
-# Disposability (IX): finish in-flight requests on SIGTERM within graceful_timeout.
+# Disposability (IX): on SIGTERM, first drain (see when_ready below), then stop accepting
+# and finish the requests in flight within graceful_timeout.
 timeout = settings.web_timeout
 graceful_timeout = settings.graceful_timeout
 keepalive = settings.keepalive
@@ -69,3 +73,56 @@ class JsonLogger(Logger):
 
 
 logger_class = JsonLogger
+
+
+# The drain. Alone, gunicorn closes its listeners as soon as it gets SIGTERM, and the
+# connections still waiting in the listen backlog are reset. Here the master first marks
+# itself draining: /readyz answers 503, which takes the process out of the load balancer,
+# while the workers go on accepting and serving. DRAIN_SECONDS later it stops as gunicorn
+# always does. A second SIGTERM changes nothing; SIGINT and SIGQUIT still stop at once.
+# The drain needs SIGTERM to reach the master alone, as docker stop and Kubernetes send it
+# (to PID 1). A supervisor that signals every process of the group stops the workers at
+# once; with systemd, use KillMode=mixed.
+
+# One byte of memory shared by the master and its workers, which inherit it when they are
+# forked: 1 while the master drains.
+draining = mmap.mmap(-1, 1)
+# The key of the WSGI environ that tells the app (health.py) about it, with every request.
+DRAINING_ENVIRON_KEY = "service.draining"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def when_ready(server: Any) -> None:
+    """Make the master (gunicorn's Arbiter) drain on SIGTERM before its graceful stop."""
+    if settings.drain_seconds == 0:
+        return
+    graceful_stop = type(server).handle_term  # gunicorn's own handling of SIGTERM
+
+    def start_draining() -> None:
+        if draining[0]:
+            return
+        draining[0] = 1
+        server.log.info("Draining for %s s: not ready, still serving", settings.drain_seconds)
+        # The alarm ends the drain: gunicorn queues SIGALRM like any signal, then calls
+        # handle_alrm from its main loop, which goes on reaping and replacing workers.
+        signal.signal(signal.SIGALRM, server.signal)
+        signal.setitimer(signal.ITIMER_REAL, settings.drain_seconds)
+
+    server.handle_term = start_draining
+    server.handle_alrm = lambda: graceful_stop(server)
+
+
+# A reload (SIGHUP) runs this file again, with a new flag for the workers it starts.
+on_reload = when_ready
+
+
+def post_worker_init(worker: Any) -> None:
+    """Tell the app, with every request, whether the server is draining."""
+    app: WsgiApp = worker.wsgi
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ[DRAINING_ENVIRON_KEY] = draining[0] == 1
+        return app(environ, start_response)
+
+    worker.wsgi = serve

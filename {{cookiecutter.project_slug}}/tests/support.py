@@ -157,6 +157,8 @@ def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
         PATH=f"{VENV_BIN}{os.pathsep}{environment.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
         LOG_FORMAT="json",
+        # Stop at once on SIGTERM; the drain period has tests of its own.
+        DRAIN_SECONDS="0",
     )
     environment.update(overrides)
     return environment

@@ -11,6 +11,7 @@ from werkzeug.test import TestResponse
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.health import DRAINING_ENVIRON_KEY
 
 from .support import count_todos, revised
 
@@ -52,6 +53,16 @@ def test_readyz_reports_the_database_check(client: FlaskClient) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "ok"
+    assert body["checks"]["database"] == "ok"
+
+
+def test_readyz_answers_503_while_the_server_drains(client: FlaskClient) -> None:
+    # gunicorn.conf.py sets this key of the WSGI environ on each request after SIGTERM.
+    response = client.get("/readyz", environ_base={DRAINING_ENVIRON_KEY: True})
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["shutdown"] == "draining"
     assert body["checks"]["database"] == "ok"
 
 

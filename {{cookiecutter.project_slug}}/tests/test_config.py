@@ -70,6 +70,7 @@ def test_a_missing_required_variable_is_named(
         ("LOG_FORMAT", "xml", "'json' or 'console'"),
         ("LOG_LEVEL", "loud", "'DEBUG'"),
         ("MAX_CONTENT_LENGTH", "lots", "integer"),
+        ("DRAIN_SECONDS", "-1", "greater than or equal to 0"),
         ("DATABASE_LOCK_TIMEOUT", "0", "greater than or equal to 1"),
         ("DATABASE_POOL_SIZE", "none", "integer"),
     ],

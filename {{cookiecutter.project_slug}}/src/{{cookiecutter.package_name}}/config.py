@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     web_threads: int = Field(default=1, ge=1, le=64)
     web_timeout: int = Field(default=30, ge=1, description="seconds before a hung worker is killed")
     graceful_timeout: int = Field(default=20, ge=1, description="seconds to finish requests")
+    drain_seconds: int = Field(
+        default=5, ge=0, le=60, description="seconds of not-ready serving after SIGTERM"
+    )
     keepalive: int = Field(default=5, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 from spectree import Response as Responses
 
 from .__about__ import __version__
@@ -17,6 +17,10 @@ from .schemas import Health, Readiness, VersionOut
 logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("health", __name__)
+
+# Set true in the WSGI environ by the web server while it drains after SIGTERM
+# (gunicorn.conf.py); absent under `flask run` and the test client.
+DRAINING_ENVIRON_KEY = "service.draining"
 
 
 def run_check(name: str, check: Callable[[], object]) -> str:
@@ -39,9 +43,11 @@ def healthz() -> Health:
 @blueprint.get("/readyz")
 @api.validate(resp=Responses(HTTP_200=Readiness, HTTP_503=Readiness), tags=["health"])
 def readyz() -> tuple[Readiness, int]:
-    """Readiness: every backing service answers."""
+    """Readiness: every backing service answers, and the server is not shutting down."""
     registered: dict[str, Callable[[], object]] = current_app.extensions[READINESS_CHECKS]
     checks = {name: run_check(name, check) for name, check in registered.items()}
+    if request.environ.get(DRAINING_ENVIRON_KEY):
+        checks["shutdown"] = "draining"
     ready = all(result == "ok" for result in checks.values())
     body = Readiness(status="ok" if ready else "unavailable", checks=checks)
     return body, 200 if ready else 503

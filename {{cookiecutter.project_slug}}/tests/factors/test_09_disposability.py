@@ -1,13 +1,15 @@
-"""Disposability: fast start; SIGTERM finishes in-flight requests; SIGKILL leaves no half-write."""
+"""Disposability: fast start; SIGTERM drains, then requests finish; SIGKILL leaves no half-write."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -28,6 +30,7 @@ from ..support import (
 # Generous on purpose: it catches a start that hangs, not one that is slow on a busy machine.
 START_BOUND_SECONDS = 20
 GRACEFUL_TIMEOUT = 10
+DRAIN_SECONDS = 3
 
 
 class InFlightPatch(threading.Thread):
@@ -118,3 +121,164 @@ def test_sigkill_in_the_middle_of_a_write_leaves_no_half_written_row(
         request.join(timeout=30)
     assert request.status is None
     assert todo_row(database_url, todo_id) == ("intact", False)
+
+
+@dataclass
+class Tally:
+    """What the clients of a load balancer saw, one count per outcome."""
+
+    served: int = 0
+    served_after_sigterm: int = 0
+    other_status: list[int] = field(default_factory=list)
+    # A connection that was accepted, then closed or reset before a whole answer came.
+    cut: int = 0
+    # A connection refused while the load balancer still sent traffic to the process.
+    refused: int = 0
+    readyz_503_after: float | None = None
+    sigterm_at: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LoadBalancer:
+    """New connections from several clients, sent until /readyz stops answering 200.
+
+    Like a load balancer, it polls /readyz and takes the process out of rotation when it
+    answers anything else or cannot be reached; the clients then send nothing more. The load
+    is bounded: CLIENTS at a time, MAX_REQUESTS in all, for LOAD_SECONDS at most.
+    """
+
+    CLIENTS = 8
+    MAX_REQUESTS = 3000
+    LOAD_SECONDS = 30
+    POLL_SECONDS = 0.1
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.tally = Tally()
+        self.out_of_rotation = threading.Event()
+        self.sent = 0
+        self.stop_at = time.monotonic() + self.LOAD_SECONDS
+        self.threads = [threading.Thread(target=self.poll_readiness, daemon=True)] + [
+            threading.Thread(target=self.send_requests, daemon=True) for _ in range(self.CLIENTS)
+        ]
+
+    def __enter__(self) -> LoadBalancer:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.out_of_rotation.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def in_rotation(self) -> bool:
+        """Whether the process still gets traffic, within the bounds of the load."""
+        return not self.out_of_rotation.is_set() and time.monotonic() < self.stop_at
+
+    def poll_readiness(self) -> None:
+        """Take the process out of rotation once /readyz fails."""
+        while self.in_rotation():
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                connection.request("GET", "/readyz")
+                status: int | None = connection.getresponse().status
+            except (OSError, http.client.HTTPException):
+                status = None
+            finally:
+                connection.close()
+            if status != 200:
+                sigterm_at = self.tally.sigterm_at
+                if status == 503 and sigterm_at is not None:
+                    self.tally.readyz_503_after = time.monotonic() - sigterm_at
+                self.out_of_rotation.set()
+                return
+            time.sleep(self.POLL_SECONDS)
+
+    def send_requests(self) -> None:
+        """Send requests one after the other, each on a new connection, while in rotation."""
+        while self.in_rotation():
+            with self.tally.lock:
+                if self.sent >= self.MAX_REQUESTS:
+                    return
+                self.sent += 1
+            outcome = self.get_a_page()
+            with self.tally.lock:
+                if outcome == "refused":
+                    self.tally.refused += 1
+                elif outcome == "cut":
+                    self.tally.cut += 1
+                else:
+                    self.tally.served += 1
+                    self.tally.served_after_sigterm += self.tally.sigterm_at is not None
+                    if outcome != 200:
+                        self.tally.other_status.append(int(outcome))
+
+    def get_a_page(self) -> int | str:
+        """GET a page of todos on a new connection: the status, or "refused" or "cut"."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.connect()
+        except ConnectionRefusedError:
+            return "refused"
+        try:
+            connection.request("GET", "/api/todos?limit=5")
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            return "cut"
+        finally:
+            connection.close()
+        return response.status
+
+
+def sigterm_under_load(
+    database_url: str, tmp_path: Path, drain_seconds: int
+) -> tuple[Tally, int, float]:
+    """SIGTERM the web process while a load balancer sends it new connections.
+
+    What the clients saw, the exit code, and the seconds from SIGTERM to exit.
+    """
+    environment = service_environment(
+        database_url,
+        WEB_CONCURRENCY="2",
+        DRAIN_SECONDS=str(drain_seconds),
+        GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT),
+    )
+    with web_process(environment, tmp_path) as service:
+        port = int(service.base_url.rsplit(":", 1)[1])
+        with LoadBalancer(port) as balancer:
+            wait_for(lambda: balancer.tally.served >= 100, "the load to be served", 30)
+            balancer.tally.sigterm_at = time.monotonic()
+            service.process.send_signal(signal.SIGTERM)
+            exit_code = service.process.wait(timeout=drain_seconds + GRACEFUL_TIMEOUT + 10)
+            stopped_after = time.monotonic() - balancer.tally.sigterm_at
+    tally = balancer.tally
+    print(
+        f"DRAIN_SECONDS={drain_seconds}: {tally.served} served ({tally.served_after_sigterm} "
+        f"after SIGTERM), {tally.cut} cut, {tally.refused} refused, /readyz 503 after "
+        f"{tally.readyz_503_after} s, exit {exit_code} after {stopped_after:.2f} s"
+    )
+    return tally, exit_code, stopped_after
+
+
+def test_sigterm_drains_so_no_connection_is_cut_or_refused_then_exits_zero(
+    database_url: str, tmp_path: Path
+) -> None:
+    tally, exit_code, stopped_after = sigterm_under_load(database_url, tmp_path, DRAIN_SECONDS)
+    assert tally.readyz_503_after is not None, "/readyz never answered 503 after SIGTERM"
+    assert tally.readyz_503_after < DRAIN_SECONDS
+    assert tally.served_after_sigterm > 0, "the process stopped serving at SIGTERM"
+    assert (tally.cut, tally.refused, tally.other_status) == (0, 0, [])
+    assert exit_code == 0
+    assert DRAIN_SECONDS <= stopped_after < DRAIN_SECONDS + GRACEFUL_TIMEOUT
+
+
+def test_without_a_drain_sigterm_cuts_or_refuses_connections(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The control: with DRAIN_SECONDS=0 the same load does lose connections."""
+    tally, exit_code, _ = sigterm_under_load(database_url, tmp_path, 0)
+    assert tally.readyz_503_after is None
+    assert tally.cut + tally.refused > 0
+    assert exit_code == 0
