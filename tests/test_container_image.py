@@ -454,8 +454,9 @@ def test_a_worker_container_archives_a_todo(celery_image: BuiltImage) -> None:
 def test_a_worker_container_stopped_mid_task_leaves_the_task_to_another(
     celery_image: BuiltImage,
 ) -> None:
-    # Short limits, so that the broker hands the lost task on within seconds.
-    limits = {"TASK_TIME_LIMIT": "2", "BROKER_VISIBILITY_TIMEOUT": "3"}
+    # Short limits, so that the broker hands the lost task on within seconds; the time limits
+    # leave the task blocked until the SIGKILL, so it is lost rather than timed out.
+    limits = {"TASK_SOFT_TIME_LIMIT": "3", "TASK_TIME_LIMIT": "4", "BROKER_VISIBILITY_TIMEOUT": "5"}
     _, base = celery_image.start_web()
     status, todo = http("POST", f"{base}/api/todos", {"title": "survive a lost worker"})
     assert status == 201

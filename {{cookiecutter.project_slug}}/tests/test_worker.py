@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -16,7 +17,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import URL, create_engine, text
 
 from {{ cookiecutter.package_name }} import create_app
-from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+)
 from {{ cookiecutter.package_name }}.tasks import archive_todo
 
 from .support import (
@@ -30,7 +35,7 @@ from .support import (
     update_waits_for_lock,
     wait_for,
 )
-from .workers import ARCHIVED, worker_process
+from .workers import ARCHIVED, HARD_TIME_LIMIT, RETRY, SOFT_TIME_LIMIT, worker_process
 
 
 @pytest.fixture(autouse=True)
@@ -152,12 +157,150 @@ def test_two_workers_share_many_tasks_and_each_takes_effect_once(
     assert by_second, "the second worker took no task"
 
 
+# Time limits short enough for a test, and database waits longer than them: a task blocked on
+# a row lock stays stuck in C code (the database driver's wait), where only the hard limit
+# can end it.
+SOFT_LIMIT_SECONDS, HARD_LIMIT_SECONDS = 2, 4
+SHORT_TIME_LIMITS = {
+    "TASK_SOFT_TIME_LIMIT": str(SOFT_LIMIT_SECONDS),
+    "TASK_TIME_LIMIT": str(HARD_LIMIT_SECONDS),
+    "BROKER_VISIBILITY_TIMEOUT": "30",
+    "DATABASE_LOCK_TIMEOUT": "20",
+    "DATABASE_STATEMENT_TIMEOUT": "20",
+}
+
+
+def broker_holds_no_message() -> bool:
+    """True when the broker has no task waiting and none handed out but unacknowledged."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    waiting, unacknowledged = client.llen("celery"), client.hlen("unacked")
+    client.close()
+    return waiting == unacknowledged == 0
+
+
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        ({"task_soft_time_limit": 300}, "TASK_SOFT_TIME_LIMIT must be shorter than"),
+        ({"broker_visibility_timeout": 300}, "BROKER_VISIBILITY_TIMEOUT must be longer than"),
+    ],
+)
+def test_task_time_limits_out_of_order_are_refused(
+    settings: Settings, limits: dict[str, int], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(**{**settings.model_dump(), **limits})
+
+
+def test_the_web_process_leaves_the_time_limits_to_the_worker(client: FlaskClient) -> None:
+    # Celery lets a limit sent in the message win over the worker's own; none is sent.
+    (todo_id,) = create_todos(client, 1)
+    assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
+    message = json.loads(redis.Redis.from_url(TEST_REDIS_URL).lindex("celery", 0) or "{}")
+    assert message["headers"]["timelimit"] == [None, None]
+
+
+def test_a_task_stuck_in_a_database_call_is_killed_at_the_hard_limit_and_the_worker_goes_on(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    stuck_id, next_id = create_todos(client, 2)
+    with (
+        row_locked(database_url, stuck_id) as blocker,
+        worker_process(database_url, tmp_path, "hard", **SHORT_TIME_LIMITS) as worker,
+    ):
+        task_id = client.post(f"/api/todos/{stuck_id}/archive").get_json()["task_id"]
+        wait_for(lambda: update_waits_for_lock(database_url), "the task to block on the lock")
+        wait_for(lambda: worker.messages(HARD_TIME_LIMIT), "the hard time limit to kill the task")
+        assert client.post(f"/api/todos/{next_id}/archive").status_code == 202
+        wait_for(lambda: worker.archived_todo_ids() == [next_id], "the worker to run the next task")
+        blocker.rollback()
+    received = worker.logged_at(f"[{task_id}] received")
+    soft = (worker.logged_at(SOFT_TIME_LIMIT) - received).total_seconds()
+    hard = (worker.logged_at(HARD_TIME_LIMIT) - received).total_seconds()
+    print(f"soft limit logged after {soft:.2f} s, hard limit after {hard:.2f} s")
+    assert SOFT_LIMIT_SECONDS <= soft < HARD_LIMIT_SECONDS
+    assert HARD_LIMIT_SECONDS <= hard < HARD_LIMIT_SECONDS + 2
+    # The killed task failed for good, and says so: its message was acknowledged, not retried.
+    assert task_id in worker.messages(HARD_TIME_LIMIT)[0]
+    assert worker.messages(RETRY) == []
+    assert broker_holds_no_message()
+    assert archived_ids(database_url) == {next_id}
+
+
+def test_a_task_over_its_soft_limit_gets_the_exception_rolls_back_and_is_retried(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    (todo_id,) = create_todos(client, 1)
+    with (
+        row_locked(database_url, todo_id) as blocker,
+        worker_process(database_url, tmp_path, "soft", **SHORT_TIME_LIMITS) as worker,
+    ):
+        task_id = client.post(f"/api/todos/{todo_id}/archive").get_json()["task_id"]
+        wait_for(lambda: update_waits_for_lock(database_url), "the task to block on the lock")
+        wait_for(lambda: worker.messages(SOFT_TIME_LIMIT), "the soft time limit")
+        # The exception is raised once the blocked call returns: let it, before the hard limit.
+        blocker.rollback()
+        wait_for(lambda: worker.archived_todo_ids() == [todo_id], "the retry to archive the todo")
+    received = worker.logged_at(f"[{task_id}] received")
+    soft = (worker.logged_at(SOFT_TIME_LIMIT) - received).total_seconds()
+    retried = (worker.logged_at(RETRY) - received).total_seconds()
+    print(f"soft limit logged after {soft:.2f} s, the task retried after {retried:.2f} s")
+    assert SOFT_LIMIT_SECONDS <= soft < retried < HARD_LIMIT_SECONDS
+    (retry,) = worker.messages(RETRY)
+    assert "SoftTimeLimitExceeded" in retry
+    assert worker.messages(HARD_TIME_LIMIT) == []
+    assert archived_ids(database_url) == {todo_id}
+
+
+def test_a_task_blocked_past_the_lock_timeout_ends_by_itself_and_is_retried(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    (todo_id,) = create_todos(client, 1)
+    limits = {**SHORT_TIME_LIMITS, "DATABASE_LOCK_TIMEOUT": "1"}
+    with (
+        row_locked(database_url, todo_id) as blocker,
+        worker_process(database_url, tmp_path, "bounded", **limits) as worker,
+    ):
+        assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
+        wait_for(lambda: worker.messages(RETRY), "the blocked statement to give up")
+        blocker.rollback()
+        wait_for(lambda: worker.archived_todo_ids() == [todo_id], "the retry to archive the todo")
+    gave_up = (worker.logged_at(RETRY) - worker.logged_at("] received")).total_seconds()
+    print(f"the blocked statement gave up after {gave_up:.2f} s")
+    assert gave_up < SOFT_LIMIT_SECONDS
+    assert "lock timeout" in worker.messages(RETRY)[0]
+    assert worker.messages(SOFT_TIME_LIMIT) == []
+    assert archived_ids(database_url) == {todo_id}
+
+
+def test_sigterm_with_a_stuck_task_exits_zero_once_the_hard_limit_has_killed_it(
+    client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    # The grace periods of docker-compose.yml and the Kubernetes worker rest on this.
+    (todo_id,) = create_todos(client, 1)
+    with (
+        row_locked(database_url, todo_id),
+        worker_process(database_url, tmp_path, "stuck", **SHORT_TIME_LIMITS) as worker,
+    ):
+        assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
+        wait_for(lambda: update_waits_for_lock(database_url), "the task to block on the lock")
+        signalled = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=WAIT_SECONDS) == 0
+        took = time.monotonic() - signalled
+    print(f"exited {took:.2f} s after SIGTERM")
+    # The kill comes at the hard limit; stopping the pool and the broker connection follows.
+    assert took < HARD_LIMIT_SECONDS + 5
+    assert worker.messages(HARD_TIME_LIMIT)
+    assert archived_ids(database_url) == set()
+
+
 def test_a_task_whose_worker_is_killed_midway_is_run_again_by_another(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
     (todo_id,) = create_todos(client, 1)
     # Short limits, so the broker hands the lost task on within seconds.
-    limits = {"TASK_TIME_LIMIT": "2", "BROKER_VISIBILITY_TIMEOUT": "3"}
+    limits = {**SHORT_TIME_LIMITS, "BROKER_VISIBILITY_TIMEOUT": "5"}
     with row_locked(database_url, todo_id) as blocker:
         with worker_process(database_url, tmp_path, "doomed", **limits) as doomed:
             assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202

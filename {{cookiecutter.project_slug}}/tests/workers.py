@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from .support import (
 
 ARCHIVED = "todo archived"
 UNCHANGED = "todo already archived, or gone"
+# How Celery's worker logs a task that reaches its time limits, and one that it retries.
+SOFT_TIME_LIMIT = "Soft time limit"
+HARD_TIME_LIMIT = "Hard time limit"
+RETRY = "retry: Retry in"
 # Celery prints this on SIGTERM with a bare write to stdout, bypassing logging.
 CELERY_NOTICES = {"worker: Warm shutdown (MainProcess)"}
 
@@ -36,6 +41,17 @@ class RunningWorker:
         """The complete JSON log lines the worker has written so far; any other line fails."""
         *complete, _unfinished = self.stdout_path.read_text().split("\n")
         return [json.loads(line) for line in complete if line and line not in CELERY_NOTICES]
+
+    def messages(self, containing: str) -> list[str]:
+        """The messages of the worker's log lines so far that contain some text."""
+        return [event["message"] for event in self.events() if containing in event["message"]]
+
+    def logged_at(self, containing: str) -> datetime:
+        """When the worker first logged a message that contains some text."""
+        timestamp = next(
+            event["timestamp"] for event in self.events() if containing in event["message"]
+        )
+        return datetime.fromisoformat(timestamp)
 
     def archived_todo_ids(self) -> list[int]:
         """The todos this worker's archive tasks changed."""

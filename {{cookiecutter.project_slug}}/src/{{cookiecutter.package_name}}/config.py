@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(description="Redis URL of the task broker and result store")
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     task_time_limit: int = Field(default=300, ge=2, description="seconds before a task is killed")
+    task_soft_time_limit: int = Field(
+        default=270, ge=1, description="seconds before a task is told to stop and clean up"
+    )
     broker_visibility_timeout: int = Field(
         default=3600, ge=2, description="seconds before an unacknowledged task is redelivered"
     )
@@ -136,8 +139,11 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _redelivery_after_time_limit(self) -> Settings:
-        # A task still running when its visibility timeout ends would be run twice at once.
+    def _task_limits_in_order(self) -> Settings:
+        # The soft limit comes first, so a task can clean up before the hard one kills it; a
+        # task still running when its visibility timeout ends would be run twice at once.
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError("TASK_SOFT_TIME_LIMIT must be shorter than TASK_TIME_LIMIT")
         if self.broker_visibility_timeout <= self.task_time_limit:
             raise ValueError("BROKER_VISIBILITY_TIMEOUT must be longer than TASK_TIME_LIMIT")
         return self

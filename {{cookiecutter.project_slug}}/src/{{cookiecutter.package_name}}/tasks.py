@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 from celery import Celery, Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import before_task_publish
 from flask import Flask
 from sqlalchemy import func, update
@@ -49,8 +50,6 @@ def init_app(app: Flask, settings: Settings) -> Celery[Task[Any, Any]]:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_time_limit=settings.task_time_limit,
-        task_soft_time_limit=settings.task_time_limit - 1,
         broker_transport_options={
             "visibility_timeout": settings.broker_visibility_timeout,
             # Look for tasks of dead workers often enough to redeliver them on time.
@@ -87,8 +86,10 @@ def carry_request_id(headers: dict[str, Any], **_kwargs: Any) -> None:
     headers.setdefault("request_id", log_context.get().get("request_id"))
 
 
+# A task told to stop at its soft time limit has had its transaction rolled back; it is
+# retried like a database hiccup, as what held it up (a lock, say) may be gone by then.
 @shared_task(
-    autoretry_for=(OperationalError,),
+    autoretry_for=(OperationalError, SoftTimeLimitExceeded),
     retry_backoff=True,
     retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
     max_retries=MAX_RETRIES,

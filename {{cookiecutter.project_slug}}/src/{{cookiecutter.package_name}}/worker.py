@@ -20,6 +20,15 @@ flask_app = Flask(__name__)
 flask_app.extensions["settings"] = settings
 db.init_app(flask_app, settings)
 celery_app = tasks.init_app(flask_app, settings)
+# The limits are set here, in the worker alone: a limit configured where a task is enqueued
+# travels in the message and wins over the worker's, so the web process must not set one.
+celery_app.conf.update(
+    task_soft_time_limit=settings.task_soft_time_limit,
+    task_time_limit=settings.task_time_limit,
+    # Only the prefork pool kills a task stuck in C code (a blocked database call, which
+    # the soft limit cannot interrupt) at the hard limit: solo, threads and gevent do not.
+    worker_pool="prefork",
+)
 
 
 @setup_logging.connect
