@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,16 @@ def run_cookiecutter(
         check=False,
         env={**os.environ, "PYTHONIOENCODING": "utf-8"},
     )
+
+
+def read_procfile(project: Path) -> dict[str, list[str]]:
+    """A baked Procfile: process type to its command, split as a shell would."""
+    commands = {}
+    for line in (project / "Procfile").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            name, _, command = line.partition(":")
+            commands[name.strip()] = shlex.split(command)
+    return commands
 
 
 def text_files(root: Path) -> list[tuple[Path, str]]:

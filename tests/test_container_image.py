@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shlex
 import socket
 import subprocess
 import tarfile
@@ -32,7 +31,7 @@ from packaging.utils import canonicalize_name
 
 from conftest import no_engine
 from containers import STANDIN_PYTHON, Engine, NoEngineError, http, said, wait_until
-from harness import TEMPLATE_DIR
+from harness import TEMPLATE_DIR, read_procfile
 
 pytestmark = pytest.mark.containers
 
@@ -68,14 +67,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def procfile(project: Path) -> dict[str, list[str]]:
-    """The Procfile's process types and their commands."""
-    lines = (project / "Procfile").read_text().splitlines()
-    return {
-        name: shlex.split(command) for name, _, command in (line.partition(": ") for line in lines)
-    }
 
 
 def locked_pins(lock: Path, environment: dict[str, str]) -> dict[str, str]:
@@ -117,7 +108,7 @@ class BuiltImage:
     @property
     def processes(self) -> dict[str, list[str]]:
         """The Procfile of the baked project."""
-        return procfile(self.project)
+        return read_procfile(self.project)
 
     def environment(self, **overrides: str) -> dict[str, str]:
         """The settings a platform would give the containers."""

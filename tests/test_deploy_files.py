@@ -32,7 +32,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from harness import TEMPLATE_DIR, choices
+from harness import TEMPLATE_DIR, choices, read_procfile
 
 TOOLS_DIR = Path(sys.executable).parent
 KUBERNETES_VERSION = latest_version()
@@ -248,12 +248,7 @@ class Baked:
     @cached_property
     def procfile(self) -> dict[str, list[str]]:
         """The Procfile: process type to its command, split as a shell would."""
-        commands = {}
-        for line in self.text("Procfile").splitlines():
-            if line.strip():
-                name, _, command = line.partition(":")
-                commands[name.strip()] = shlex.split(command)
-        return commands
+        return read_procfile(self.path)
 
     @cached_property
     def dockerfile(self) -> Dockerfile:

@@ -305,9 +305,9 @@ def row_locked(database_url: str, todo_id: int) -> Iterator[Connection]:
         engine.dispose()
 
 
-def update_waits_for_lock(database_url: str) -> bool:
-    """True when an UPDATE of todos in this database waits for a lock (asked in a fresh
-    session, since pg_stat_activity is a snapshot for the length of a transaction).
+def waits_for_lock(database_url: str, statement: str = "") -> bool:
+    """True when a statement (beginning so) in this database waits for a lock, asked in a
+    fresh session, since pg_stat_activity is a snapshot for the length of a transaction.
 
     pg_stat_activity shows the whole server, where other test runs may be waiting too.
     """
@@ -316,8 +316,14 @@ def update_waits_for_lock(database_url: str) -> bool:
         waiting = connection.scalar(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE todos%'"
-            )
+                "AND wait_event_type = 'Lock' AND query LIKE :pattern"
+            ),
+            {"pattern": f"{statement}%"},
         )
     engine.dispose()
     return bool(waiting)
+
+
+def update_waits_for_lock(database_url: str) -> bool:
+    """True when an UPDATE of todos in this database waits for a lock."""
+    return waits_for_lock(database_url, "UPDATE todos")

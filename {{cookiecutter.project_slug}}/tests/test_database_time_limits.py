@@ -25,6 +25,7 @@ from .support import (
     child_pids,
     service_environment,
     wait_for,
+    waits_for_lock,
     web_process,
 )
 
@@ -123,18 +124,6 @@ def inserts_made_slow(database_url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def waiting_on_a_lock(database_url: str) -> bool:
-    """Whether some session of this database waits for a lock."""
-    with session_of_its_own(database_url) as connection:
-        waiting = connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-    return bool(waiting)
-
-
 def test_a_request_waiting_for_a_lock_gets_a_503_after_the_lock_timeout(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -193,7 +182,7 @@ def test_a_request_finding_no_free_pooled_connection_gets_a_503_after_the_pool_t
                 target=lambda: first.append(timed_request("GET", f"{service.base_url}/api/todos"))
             )
             holder.start()
-            wait_for(lambda: waiting_on_a_lock(database_url), "the first request to hold the lock")
+            wait_for(lambda: waits_for_lock(database_url), "the first request to hold the lock")
             answer = timed_request("GET", f"{service.base_url}/api/todos")
         holder.join(timeout=30)
         assert_unavailable_in_time(answer, database_url)
