@@ -931,10 +931,14 @@ def test_github_workflow_matches_its_schema(baked: Baked, validators: Validators
 
 
 @on(WITH_GITHUB)
-def test_github_workflow_lints_tests_and_builds_the_image(baked: Baked) -> None:
-    jobs = baked.yaml(".github/workflows/ci.yml")["jobs"]
+def test_github_workflow_lints_audits_tests_and_builds_the_image(baked: Baked) -> None:
+    workflow = baked.yaml(".github/workflows/ci.yml")
+    jobs = workflow["jobs"]
     runs = {name: [step.get("run", "") for step in job["steps"]] for name, job in jobs.items()}
     assert "make lint" in runs["lint"]
+    assert "make audit" in runs["audit"]
+    # PyYAML reads the bare key `on` as True.
+    assert workflow[True]["schedule"], "the audit also runs on a schedule, for new advisories"
     assert "make test" in runs["test"]
     build = " ".join(runs["build-image"])
     assert "docker build" in build
@@ -980,6 +984,8 @@ def test_gitlab_ci_matches_its_schema_and_runs_the_same_jobs(
     assert any(re.search(r"pip install \"uv[>=<,.\d]*\"", line) for line in python["before_script"])
     assert pipeline["lint"]["extends"] == pipeline["test"]["extends"] == ".python"
     assert pipeline["lint"]["script"] == ["make lint"]
+    assert pipeline["audit"]["extends"] == ".python"
+    assert pipeline["audit"]["script"] == ["make audit"]
     assert pipeline["test"]["script"] == ["make test"]
     build = " ".join(pipeline["build-image"]["script"])
     assert "docker build" in build
