@@ -82,6 +82,8 @@ class Proc:
 
 
 RUNNING: list[Proc] = []
+# Every process ever started, for the report's check that none outlived the run.
+STARTED: list[Proc] = []
 
 
 def start(
@@ -115,6 +117,7 @@ def start(
         )
     proc = Proc(name, popen, time.monotonic(), log_path, port)
     RUNNING.append(proc)
+    STARTED.append(proc)
     return proc
 
 
@@ -177,11 +180,11 @@ def child_pids(pid: int) -> list[int]:
     return sorted(children)
 
 
-def rss_kib(pid: int) -> int | None:
-    """Resident set size of a process in KiB (VmRSS of /proc/<pid>/status)."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int | None:
+    """Resident set size of a process in KiB: now (VmRSS) or its peak (VmHWM)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         return None

@@ -53,3 +53,8 @@ def spread(values: Sequence[float], digits: int = 1) -> list[str]:
         fmt(max(values), digits),
         str(len(values)),
     ]
+
+
+def span(values: Sequence[float], digits: int = 2) -> str:
+    """'min to max' of a series, for a table cell."""
+    return f"{fmt(min(values), digits)} to {fmt(max(values), digits)}" if values else "-"
