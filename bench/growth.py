@@ -35,7 +35,7 @@ def measure_connections(
             for name, server in pair if rep % 2 == 0 else pair[::-1]:
                 result = server.run(
                     f"{get.label} at {connections} connections",
-                    lambda port, c=connections: loader.run(port, get, plan.sweep_duration, c),
+                    lambda port, c=connections: loader.run(port, get, plan.growth_duration, c),
                 )
                 runs[name].append(dataclasses.asdict(result))
         out[str(connections)] = runs
@@ -100,7 +100,9 @@ def measure_growth(
             runs: dict[str, list[dict[str, float]]] = {"first": [], "deep": []}
             for rep in range(plan.growth_reps):
                 for s in scenarios if rep % 2 == 0 else scenarios[::-1]:
-                    result = server.run(s.label, lambda port, s=s: loader.run(port, s))
+                    result = server.run(
+                        s.label, lambda port, s=s: loader.run(port, s, plan.growth_duration)
+                    )
                     runs[s.key].append(dataclasses.asdict(result))
             out[str(size)] = {"depth": depth, "runs": runs}
             progress(
@@ -127,9 +129,9 @@ def render_growth(plan: Plan, growth: dict[str, Any], connections: dict[str, Any
     add("")
     add(
         f"`GET /api/todos?limit={plan.page_size}`, without and with a cursor 90% into the "
-        f"table; {plan.growth_reps} run(s) of {plan.duration:g} s each, A B B A. Keyset paging "
-        "keeps *deep / first* near 1 at every size, and the first page's rate should not "
-        "fall as the table grows."
+        f"table; {plan.growth_reps} run(s) of {plan.growth_duration:g} s each, A B B A. "
+        "Keyset paging keeps *deep / first* near 1 at every size, and the first page's "
+        "rate should not fall as the table grows."
     )
     add("")
     rows = []
@@ -172,7 +174,7 @@ def render_growth(plan: Plan, growth: dict[str, Any], connections: dict[str, Any
     add("### GET /api/todos/<id> by connections, against Flask + pooled psycopg2")
     add("")
     add(
-        f"{plan.sweep_reps} run(s) of {plan.sweep_duration:g} s at each count, baked and "
+        f"{plan.sweep_reps} run(s) of {plan.growth_duration:g} s at each count, baked and "
         "baseline alternating; wrk with min(2, connections) threads. Two sync workers serve "
         "one request each at a time, so more connections only queue: throughput should hold "
         "and latency grow with the queue."

@@ -117,8 +117,8 @@ def render_newcomer(plan: Plan, newcomer: dict[str, Any]) -> list[str]:
     add("")
     add(
         "Then, once per installer, a fresh bake and the baked README's quickstart, each "
-        "step timed: `make install` (uv's or pip's cache warm from the bench's own installs "
-        "of the same locks), `make .env`, `createdb`, `make migrate`, and `make run` until "
+        "step timed: `make install` (uv's cache warm from the bench's own installs of the "
+        "same locks), `make .env`, `createdb`, `make migrate`, and `make run` until "
         "`/healthz` answers 200. *Total* is the wall time from the start of the bake."
     )
     add("")
@@ -151,10 +151,10 @@ def render_newcomer(plan: Plan, newcomer: dict[str, Any]) -> list[str]:
         add(
             f"pip downloaded {downloads} file(s) during its `make install`"
             + (
-                " (its cache was not warm: on this machine pip keeps no cache between runs, "
-                "so *pip only* is a cold install whatever ran before)."
+                " instead of taking them from its cache, so its figure is partly a cold "
+                "install (uv's cache holds every package by then)."
                 if downloads
-                else " (everything came from its cache)."
+                else "; everything came from its cache."
             )
         )
         add("")

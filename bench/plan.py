@@ -49,7 +49,8 @@ class Plan:
     growth_reps: int
     sweep_connections: tuple[int, ...]
     sweep_reps: int
-    sweep_duration: float
+    # Seconds per wrk run of the paging growth and of the connection sweep.
+    growth_duration: float
     bake_reps: int
     newcomer_pip: bool
 
@@ -85,7 +86,7 @@ class Plan:
             growth_reps=3 if full else 1,
             sweep_connections=(1, 8, 32, 128),
             sweep_reps=3 if full else 1,
-            sweep_duration=min(duration, 3),
+            growth_duration=min(duration, 3),
             bake_reps=5 if full else 2,
             # pip alone takes about a minute, half of the test's budget.
             newcomer_pip=not test,

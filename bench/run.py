@@ -200,6 +200,7 @@ def main() -> int:
     finally:
         clean_up(pipes, work, keep)
     left = [f"{p.name} ({p.pid})" for p in procs.STARTED if procs.group_members(p.pid)]
+    results["databases"] = [name for pipe in pipes for name in pipe.databases]
     results["processes"] = {
         "started": [{"name": p.name, "pid": p.pid} for p in procs.STARTED],
         "left_running": left,

@@ -66,7 +66,6 @@ class SqlPipe:
         for name in self.databases:
             with contextlib.suppress(Exception):
                 self.sql("admin", self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.databases.clear()
 
     def close(self) -> None:
         """Close stdin (the script then closes its connections and exits) and reap it."""
