@@ -100,7 +100,13 @@ def measure(
 ) -> None:
     """Every phase, in order; results are filled in as they come, and the SQL pipe (which
     drops the databases at the end) is put in pipes as soon as it exists."""
-    procs.redis_command(REDIS_HOST, REDIS_PORT, REDIS_DB, "PING")
+    try:
+        procs.redis_command(REDIS_HOST, REDIS_PORT, REDIS_DB, "PING")
+    except OSError as error:
+        raise RuntimeError(
+            f"Redis does not answer on {REDIS_HOST}:{REDIS_PORT} ({error}): start it there; "
+            "the worker phase needs it"
+        ) from None
     loader = Loader(plan)
     progress(f"load generator: {loader.name}")
     bakes = [bake(work, "default", {}), bake(work, "celery", {"worker": "celery"})]
