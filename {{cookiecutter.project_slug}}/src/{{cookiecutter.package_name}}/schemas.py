@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -18,8 +19,16 @@ from pydantic import (
 
 from .models import TITLE_MAX_LENGTH
 
+# The rules apply to the title as sent, so that the OpenAPI document states them exactly; it is
+# stored trimmed. It must hold a character that is not whitespace, and no control character
+# anywhere: not NUL, which PostgreSQL cannot store, nor CR, LF or ESC, which would forge lines
+# or colours wherever the title is printed. (Controls are spelled out, since regex engines
+# disagree on whether \x1c-\x1f and \x85 are whitespace.)
+TITLE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
+    str,
+    StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH, pattern=TITLE_PATTERN),
+    AfterValidator(str.strip),
 ]
 
 PAGE_SIZE_DEFAULT = 20

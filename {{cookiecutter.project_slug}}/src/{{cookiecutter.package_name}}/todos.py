@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
-import binascii
+import contextlib
+import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 from flask import Blueprint, Response, request, url_for
 from spectree import Response as Responses
 from sqlalchemy import select, tuple_
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .db import get_session
 from .errors import Problem
@@ -23,17 +25,66 @@ logger = logging.getLogger(__name__)
 blueprint = Blueprint("todos", __name__, url_prefix="/api/todos")
 
 
+def read_whole_body() -> bytes:
+    """The request body, all of it, or the 4xx that says why it cannot be had."""
+    try:
+        body = request.get_data()  # a Content-Length over MAX_CONTENT_LENGTH raises 413 here
+        # A chunked body has no length to check first: it is read up to MAX_CONTENT_LENGTH
+        # and silently cut there, so one byte more means it is over.
+        over_limit = (
+            request.content_length is None
+            and len(body) == request.max_content_length
+            and bool(request.environ["wsgi.input"].read(1))
+        )
+    except RequestEntityTooLarge:
+        raise
+    except Exception:
+        # The server's reader refused the body: a malformed chunk, or a body that ended early.
+        # Which exception says so depends on the WSGI server; the fault is the client's.
+        raise Problem(400, "The body could not be read; send it whole and well framed.") from None
+    if over_limit:
+        raise RequestEntityTooLarge
+    # gunicorn hands over whatever came before the client stopped sending, however short.
+    if request.content_length is not None and len(body) < request.content_length:
+        raise Problem(400, "The body is shorter than its Content-Length; send it whole.")
+    return body
+
+
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members; a key given twice (which one wins differs by parser) is refused."""
+    members = dict(pairs)
+    if len(members) < len(pairs):
+        raise ValueError("a key is given twice")
+    return members
+
+
+def not_json(constant: str) -> NoReturn:
+    """Refuse NaN and Infinity, which Python reads but JSON does not have."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 @blueprint.before_request
 def require_json_body() -> None:
-    """Refuse a body that is not JSON before validation could mistake it for an empty one."""
+    """Refuse a body that is not one whole JSON object before validation could misread it."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     if not request.is_json:
         raise Problem(415, "Send the body as application/json.")
+    data = read_whole_body()
     try:
-        request.get_json()  # an oversized body raises 413 here
-    except BadRequest:
-        raise Problem(400, "The body is not valid JSON.") from None
+        # Stricter than request.get_json, which validation then runs on the same (small) bytes.
+        body = json.loads(data.decode(), object_pairs_hook=unique_members, parse_constant=not_json)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
+        raise Problem(
+            400, "The body is not valid JSON (UTF-8, each key at most once, no NaN or Infinity)."
+        ) from None
+    # Validation reads null, [], "" or 0 as {}, which a PATCH would take for "change nothing".
+    if not isinstance(body, dict):
+        raise Problem(
+            VALIDATION_ERROR_STATUS,
+            "The body must be a JSON object.",
+            errors=[{"field": "body", "message": "send a JSON object", "type": "object_type"}],
+        )
 
 
 @blueprint.after_request
@@ -52,13 +103,16 @@ def encode_cursor(todo: Todo) -> str:
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """The position a cursor stands for, or a 422 naming the cursor."""
-    try:
+    position = None
+    with contextlib.suppress(ValueError, OverflowError):
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, _, todo_id = raw.partition("|")
-        position = datetime.fromisoformat(created_at), int(todo_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        position = None
-    if position is None or position[0].tzinfo is None:
+        created_text, _, id_text = raw.partition("|")
+        created_at = datetime.fromisoformat(created_text)
+        # As encode_cursor writes them: an aware time, and an id in ASCII digits. The time goes
+        # to PostgreSQL in UTC, since it refuses offsets past 15:59 that Python accepts.
+        if created_at.tzinfo is not None and id_text.isascii() and id_text.isdigit():
+            position = created_at.astimezone(UTC), int(id_text)
+    if position is None:
         raise Problem(
             VALIDATION_ERROR_STATUS,
             "The cursor is not one this service issued.",
