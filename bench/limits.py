@@ -55,7 +55,7 @@ def verdict(target: Target, value: float) -> list[str]:
     _, _, compare, bound = target
     sign = "≥" if compare is operator.ge else "≤"
     met = "-" if value != value else "yes" if compare(value, bound) else "**no**"
-    return [f"{sign} {bound:g}", met]
+    return [f"{sign} {bound:.2f}", met]
 
 
 def limit_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -134,17 +134,28 @@ def render_limits(plan: Plan, results: dict[str, Any]) -> list[str]:
     rows = []
     for target, key, base in ((HEALTHZ, "healthz", "healthz_bare"), (GET_ONE, "get", "get_pooled")):
         cells = [target[0].split(",")[0]]
-        for measure in ("p50_ms", "p99_ms"):
+        for measure, digits in (("p50_ms", 2), ("p99_ms", 2), ("service_cpu_us", 0)):
             cells += [
-                fmt(median(r[measure] for r in runs[key]), 2),
-                fmt(median(r[measure] for r in runs[base]), 2),
+                fmt(median(r[measure] for r in runs[key]), digits),
+                fmt(median(r[measure] for r in runs[base]), digits),
             ]
-        rows.append(cells)
-    add(table(["request", "baked p50 ms", "limit p50 ms", "baked p99 ms", "limit p99 ms"], rows))
+        cpu = [r["service_cpu_us"] for r in runs[key]]
+        limit_cpu = [r["service_cpu_us"] for r in runs[base]]
+        same_round = [ratio(a, b) for a, b in zip(cpu, limit_cpu, strict=False)]
+        rows.append([*cells, fmt(ratio(median(cpu), median(limit_cpu)), 2), span(same_round)])
+    headers = ["request", "baked p50 ms", "limit p50 ms", "baked p99 ms", "limit p99 ms"]
+    headers += ["baked CPU µs", "limit CPU µs", "CPU ratio", "range"]
+    add(table(headers, rows))
     add("")
     add(
         "Latencies are the medians over the runs of each run's percentile, at "
-        f"{plan.wrk_connections} connections on 2 sync workers (mostly time in the queue)."
+        f"{plan.wrk_connections} connections on 2 sync workers (mostly time in the queue). "
+        "CPU µs is the CPU time per request of the gunicorn processes and their PostgreSQL "
+        "backends (median over the runs): other load on the machine slows a run down but "
+        "hardly changes it, so on a busy machine its ratio (baked over limit, above 1 when "
+        "the baked service is dearer) is the steadier reading of the same cost. The "
+        "throughput targets correspond to CPU ratios of at most "
+        f"{1 / HEALTHZ[3]:.2f} and {1 / GET_ONE[3]:.2f}."
     )
     add("")
     return out

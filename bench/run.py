@@ -139,7 +139,7 @@ def render(plan: Plan, results: dict[str, Any]) -> str:
     title = "# Benchmark of the baked services"
     out = [title + ("" if plan.mode == "full" else f" (BENCH_QUICK, {plan.mode} plan)"), ""]
     out.append(
-        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; total wall time {results['wall_s']:.0f} s. "
+        f"{results['finished']}; total wall time {results['wall_s']:.0f} s. "
         "Medians of interleaved runs in one session; compare ratios, not absolute numbers, "
         "across machines."
     )
@@ -180,6 +180,14 @@ def clean_up(pipes: list[SqlPipe], work: Path, keep: bool) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def rerender(path: str) -> int:
+    """Print the report of an earlier run's latest.json (after a change to the report)."""
+    results = json.loads(Path(path).read_text(encoding="utf-8"))
+    plan = Plan(**results["plan"])
+    print(render(plan, results), end="")
+    return 0
+
+
 def main() -> int:
     """Run every phase; always stop what was started and drop what was created."""
     plan = Plan.from_environment()
@@ -216,6 +224,7 @@ def main() -> int:
     if failed:
         return 1
     results["wall_s"] = time.monotonic() - T0
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     text = render(plan, results)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "latest.md").write_text(text, encoding="utf-8")
