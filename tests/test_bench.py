@@ -76,7 +76,11 @@ def run_bench(out: Path, database_url: str) -> subprocess.CompletedProcess[str]:
             stdout, stderr = bench.communicate(timeout=SMOKE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             bench.send_signal(signal.SIGTERM)
-            stdout, stderr = bench.communicate(timeout=120)
+            try:
+                stdout, stderr = bench.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                bench.kill()  # its clean-up hung too; its processes may be left behind
+                stdout, stderr = bench.communicate()
             pytest.fail(
                 f"the bench took over {SMOKE_TIMEOUT_S} s; its last lines:\n{stderr[-3000:]}"
             )
