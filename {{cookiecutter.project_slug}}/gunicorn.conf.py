@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import ipaddress
 import mmap
 import os
 import signal
@@ -9,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.glogging import Logger
+from gunicorn.http.wsgi import Response
 
 from {{ cookiecutter.package_name }}.config import settings_or_exit
 from {{ cookiecutter.package_name }}.logging import configure_logging
@@ -36,6 +40,66 @@ control_socket_disable = True
 # Worker heartbeats go to RAM, not to a disk that may be slow or read-only.
 HEARTBEAT_DIR = "/dev/shm"  # noqa: S108 - not a temporary file of ours
 worker_tmp_dir = HEARTBEAT_DIR if os.path.isdir(HEARTBEAT_DIR) else None
+
+# Proxies: gunicorn believes X-Forwarded-Proto (and its other secure_scheme_headers) only
+# from a peer in FORWARDED_ALLOW_IPS, and client_address below does the same for
+# X-Forwarded-For. Nothing else reads proxy headers: the app has no ProxyFix, and nothing
+# parses Forwarded. The default trusts no one (gunicorn's own default trusts 127.0.0.1), so
+# a client that reaches the port itself can claim neither HTTPS nor another address.
+forwarded_allow_ips = settings.forwarded_allow_ips
+PROXY_ENTRIES = [entry for entry in forwarded_allow_ips.split(",") if entry]
+TRUSTS_ANY_PROXY = "*" in PROXY_ENTRIES
+TRUSTED_PROXIES = [ipaddress.ip_network(entry) for entry in PROXY_ENTRIES if entry != "*"]
+
+
+def is_trusted_proxy(address: str) -> bool:
+    """Whether FORWARDED_ALLOW_IPS names a network this address is in (a * names none)."""
+    return is_ip_address(address) and any(
+        ipaddress.ip_address(address) in network for network in TRUSTED_PROXIES
+    )
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """The client's address: the peer's, or the one that trusted proxies forwarded for."""
+    address: str = environ["REMOTE_ADDR"]
+    trusted = TRUSTS_ANY_PROXY or is_trusted_proxy(address)
+    # Each proxy appends the address it got the request from, so read from the right while
+    # the address in hand is a trusted proxy's: whatever lies further left, the client wrote.
+    # A * trusts the peer alone; proxies behind it must be named to be believed too.
+    for hop in reversed(environ.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        candidate = hop.strip()
+        if not trusted or not is_ip_address(candidate):
+            break
+        address = candidate
+        trusted = is_trusted_proxy(address)
+    return address
+
+
+def is_ip_address(text: str) -> bool:
+    """Whether text is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# No banner: gunicorn writes "Server: gunicorn" on every response itself, and no setting
+# turns that off, so its header lines are wrapped to leave that one out. A reload (SIGHUP)
+# runs this file again: unwrap first, so the wrapper is never wrapped.
+def without_server_banner(default_headers: Callable[[Response], list[str]]) -> Any:
+    """Gunicorn's header lines of a response, less the Server line."""
+
+    @functools.wraps(default_headers)
+    def headers(response: Response) -> list[str]:
+        return [line for line in default_headers(response) if not line.startswith("Server:")]
+
+    return headers
+
+
+Response.default_headers = without_server_banner(  # type: ignore[method-assign]
+    inspect.unwrap(Response.default_headers)
+)
 
 # Logs (XI): access and error lines go to stdout as the same JSON events as the app's.
 accesslog = "-"
@@ -118,11 +182,12 @@ on_reload = when_ready
 
 
 def post_worker_init(worker: Any) -> None:
-    """Tell the app, with every request, whether the server is draining."""
+    """Tell the app, with every request, whether the server is draining and who the client is."""
     app: WsgiApp = worker.wsgi
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ[DRAINING_ENVIRON_KEY] = draining[0] == 1
+        environ["REMOTE_ADDR"] = client_address(environ)
         return app(environ, start_response)
 
     worker.wsgi = serve

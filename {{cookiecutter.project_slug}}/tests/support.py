@@ -327,3 +327,30 @@ def waits_for_lock(database_url: str, statement: str = "") -> bool:
 def update_waits_for_lock(database_url: str) -> bool:
     """True when an UPDATE of todos in this database waits for a lock."""
     return waits_for_lock(database_url, "UPDATE todos")
+
+
+@dataclass
+class Exchange:
+    """One request's answer, as the caller got it: status, every header line, body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The value of a header the answer carries once, or None if it has none."""
+        values = [value for key, value in self.headers if key.lower() == name.lower()]
+        assert len(values) <= 1, f"{name} appears {len(values)} times"
+        return values[0] if values else None
+
+
+def http_exchange(
+    method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+) -> Exchange:
+    """Send raw bytes to a server on this machine; the whole answer, errors included."""
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return Exchange(int(response.status), response.headers.items(), response.read())
+    except urllib.error.HTTPError as error:
+        return Exchange(error.code, error.headers.items(), error.read())

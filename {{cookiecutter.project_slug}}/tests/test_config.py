@@ -49,6 +49,7 @@ def test_defaults_apply_when_only_the_required_variables_are_set() -> None:
     assert settings.log_format == "json"
     assert settings.max_content_length == 1024 * 1024
     assert settings.secret_key.get_secret_value() == TEST_SECRET_KEY
+    assert settings.forwarded_allow_ips == ""
 
 
 @pytest.mark.parametrize("variable", REQUIRED_VARIABLES)
@@ -73,6 +74,8 @@ def test_a_missing_required_variable_is_named(
         ("DRAIN_SECONDS", "-1", "greater than or equal to 0"),
         ("DATABASE_LOCK_TIMEOUT", "0", "greater than or equal to 1"),
         ("DATABASE_POOL_SIZE", "none", "integer"),
+        ("FORWARDED_ALLOW_IPS", "proxy.internal", "IP addresses or networks"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1/8", "IP addresses or networks"),
     ],
 )
 def test_a_malformed_variable_is_named_with_what_is_accepted(
@@ -104,6 +107,17 @@ def test_a_weak_secret_key_is_refused_without_echoing_it(
     message = config_error(clean_environment, SECRET_KEY=secret)
     assert message.startswith("SECRET_KEY ")
     assert secret not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "trusted"),
+    [("10.0.0.0/8, 127.0.0.1", "10.0.0.0/8,127.0.0.1"), ("*", "*"), (" ", "")],
+)
+def test_trusted_proxies_are_addresses_networks_or_a_star(
+    monkeypatch: pytest.MonkeyPatch, value: str, trusted: str
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    assert load_settings().forwarded_allow_ips == trusted
 
 
 def test_heroku_style_postgres_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:

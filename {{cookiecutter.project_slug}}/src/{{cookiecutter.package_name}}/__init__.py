@@ -19,8 +19,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here rather than at the top so that gunicorn's master process and the
     # migrations, which need only config and logging, start without the web stack.
     from flask import Flask
-
-    from . import {% if cookiecutter.worker == "celery" %}archive, {% endif %}cli, db, errors, health, openapi, request_ids, {% if cookiecutter.worker == "celery" %}tasks, {% endif %}todos
+{% if cookiecutter.worker == "celery" %}
+    from . import (
+        archive,
+        cli,
+        db,
+        errors,
+        health,
+        openapi,
+        request_ids,
+        security_headers,
+        tasks,
+        todos,
+    )
+{%- else %}
+    from . import cli, db, errors, health, openapi, request_ids, security_headers, todos
+{%- endif %}
 
     settings = settings or settings_or_exit(__name__)
     configure_logging(settings)
@@ -33,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
 
     request_ids.init_app(app)
+    security_headers.init_app(app)
     errors.init_app(app)
     db.init_app(app, settings)
     app.register_blueprint(health.blueprint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     release_id: str = Field(default="unknown", max_length=200)
     max_content_length: int = Field(default=1024 * 1024, ge=1)
+    forwarded_allow_ips: str = Field(
+        default="", description="proxies whose X-Forwarded-* headers are believed; none by default"
+    )
     database_statement_timeout: int = Field(default=10, ge=1, description="seconds per statement")
     database_lock_timeout: int = Field(default=5, ge=1, description="seconds to wait for a lock")
     database_pool_timeout: int = Field(
@@ -119,6 +123,22 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_case_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError:
+                raise ValueError(
+                    "must be IP addresses or networks (such as 10.0.0.0/8) separated by "
+                    "commas, or *"
+                ) from None
+        return ",".join(entries)
 
     @field_validator("database_url")
     @classmethod
