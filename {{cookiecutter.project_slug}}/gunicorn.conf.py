@@ -5,12 +5,16 @@ from __future__ import annotations
 import functools
 import inspect
 import ipaddress
+import json
 import mmap
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
+import gunicorn.util
 from gunicorn.glogging import Logger
 from gunicorn.http.wsgi import Response
 
@@ -101,6 +105,35 @@ Response.default_headers = without_server_banner(  # type: ignore[method-assign]
     inspect.unwrap(Response.default_headers)
 )
 
+
+# A request gunicorn cannot parse (not HTTP, a request line or headers too long, broken
+# chunked framing) never reaches the app: gunicorn answers it with an HTML page of its own.
+# Every error of this service is a problem document, so that page is replaced too. Its
+# detail is the status's standard description: gunicorn's message would echo the input.
+def write_problem(sock: socket.socket, status: int, reason: str, _message: str) -> None:
+    """Gunicorn's answer to a request it refused, as application/problem+json."""
+    # Imported here: the workers, which alone call this, have the web stack loaded already.
+    from {{ cookiecutter.package_name }}.security_headers import SECURITY_HEADERS
+
+    problem = {
+        "type": "about:blank",
+        "title": reason,
+        "status": status,
+        "detail": HTTPStatus(status).description,
+    }
+    body = json.dumps(problem).encode()
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "Connection: close",
+        "Content-Type: application/problem+json",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items()),
+    ]
+    sock.sendall("\r\n".join([*head, "", ""]).encode("latin-1") + body)
+
+
+gunicorn.util.write_error = write_problem
+
 # Logs (XI): access and error lines go to stdout as the same JSON events as the app's.
 accesslog = "-"
 errorlog = "-"
@@ -117,7 +150,8 @@ class JsonLogger(Logger):
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """Log one finished request with the fields of the access-log contract."""
         headers = {name.lower(): value for name, value in resp.headers}
-        status = resp.status_code if isinstance(resp.status_code, int) else resp.status
+        # An answer gunicorn wrote itself (to a request it could not parse) has no status_code.
+        status = getattr(resp, "status_code", None) or resp.status
         duration_ms = round(request_time.total_seconds() * 1000, 2)
         path = req.path + (f"?{req.query}" if req.query else "")
         self.access_log.info(

@@ -321,12 +321,6 @@ def test_a_process_that_cannot_start_shows_no_secret(
         assert variable in result.stderr
 
 
-{% if cookiecutter.worker == "celery" -%}
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py masks the password of DATABASE_URL only; REDIS_URL is printed whole",
-)
-{% endif -%}
 def test_show_config_masks_every_secret(role: Role, shape: tuple[str, str], tmp_path: Path) -> None:
     scheme, delivery = shape
     environment = secret_environment(role.url(scheme), delivery, tmp_path / "secrets")

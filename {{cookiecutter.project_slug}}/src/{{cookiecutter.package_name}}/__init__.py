@@ -28,12 +28,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         health,
         openapi,
         request_ids,
+        routing,
         security_headers,
         tasks,
         todos,
     )
 {%- else %}
-    from . import cli, db, errors, health, openapi, request_ids, security_headers, todos
+    from . import cli, db, errors, health, openapi, request_ids, routing, security_headers, todos
 {%- endif %}
 
     settings = settings or settings_or_exit(__name__)
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["settings"] = settings
 
+    routing.init_app(app)
     request_ids.init_app(app)
     security_headers.init_app(app)
     errors.init_app(app)

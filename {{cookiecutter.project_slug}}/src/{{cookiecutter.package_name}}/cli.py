@@ -16,7 +16,8 @@ def show_config() -> None:
     """Print the settings in force, with secrets masked."""
     settings: Settings = current_app.extensions["settings"]
     for name, value in settings.model_dump().items():
-        if name == "database_url":
+        # Backing services are attached by URL (factor IV), and a URL may carry a password.
+        if name.endswith("_url"):
             value = make_url(value).render_as_string(hide_password=True)
         click.echo(f"{name.upper()}={value}")
 
