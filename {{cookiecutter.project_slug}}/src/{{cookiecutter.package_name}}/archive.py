@@ -7,8 +7,8 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from spectree import Response as Responses
 
 from .errors import problem_response
-from .openapi import api
-from .schemas import ProblemOut, TaskAccepted
+from .openapi import api, problems
+from .schemas import TaskAccepted
 from .tasks import archive_todo
 from .todos import find_todo
 
@@ -24,7 +24,7 @@ def broker_unavailable(_error: BrokerUnavailable) -> Response:
 
 
 @blueprint.post("/api/todos/<int:todo_id>/archive")
-@api.validate(resp=Responses(HTTP_202=TaskAccepted, HTTP_404=ProblemOut), tags=["todos"])
+@api.validate(resp=Responses(HTTP_202=TaskAccepted, **problems(404, 503)), tags=["todos"])
 def archive(todo_id: int) -> tuple[TaskAccepted, int, dict[str, str]]:
     """Archive a todo in the background; its archived_at is set once a worker has done it."""
     find_todo(todo_id)

@@ -41,7 +41,13 @@ def healthz() -> Health:
 
 
 @blueprint.get("/readyz")
-@api.validate(resp=Responses(HTTP_200=Readiness, HTTP_503=Readiness), tags=["health"])
+@api.validate(
+    resp=Responses(
+        HTTP_200=Readiness,
+        HTTP_503=(Readiness, "A backing service did not answer, or the server is draining."),
+    ),
+    tags=["health"],
+)
 def readyz() -> tuple[Readiness, int]:
     """Readiness: every backing service answers, and the server is not shutting down."""
     registered: dict[str, Callable[[], object]] = current_app.extensions[READINESS_CHECKS]

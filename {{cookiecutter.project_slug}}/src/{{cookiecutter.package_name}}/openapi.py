@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify
 from pydantic import ValidationError
 from spectree import SpecTree
 
-from .errors import Problem
+from .errors import PROBLEM_MIMETYPE, Problem
+from .schemas import ProblemOut
 
 VALIDATION_ERROR_STATUS = 422
+
+# What each error status means wherever it is sent; an operation lists the ones it can send.
+# 405 (a method the path does not have) and 500 belong to no operation, so none lists them.
+PROBLEM_DESCRIPTIONS = {
+    400: "The body is not valid JSON, or could not be read whole.",
+    404: "There is no todo with this id.",
+    413: "The body is larger than the service accepts (MAX_CONTENT_LENGTH).",
+    415: "The body is not sent as application/json.",
+    VALIDATION_ERROR_STATUS: "A field is missing, unknown or invalid; `errors` names each one.",
+    503: "A backing service did not answer in time; try again after Retry-After seconds.",
+}
+
+
+def problems(*statuses: int) -> dict[str, tuple[type[ProblemOut], str]]:
+    """Responses for the error statuses an operation can send, each a problem document."""
+    return {f"HTTP_{status}": (ProblemOut, PROBLEM_DESCRIPTIONS[status]) for status in statuses}
 
 
 def reject_invalid_request(
@@ -43,15 +62,50 @@ api = SpecTree(
     nested_naming_strategy=lambda _parent, child: child,
     before=reject_invalid_request,
     validation_error_status=VALIDATION_ERROR_STATUS,
+    validation_error_model=ProblemOut,
 )
 
+PROBLEM_REFERENCE = {"$ref": f"#/components/schemas/{ProblemOut.__name__}"}
+# The web server refuses a request line longer than it reads (gunicorn: 4094 bytes) before the
+# app sees the request, so any operation can meet it.
+URI_TOO_LONG = {"description": "The URL is longer than the web server reads."}
+
 blueprint = Blueprint("openapi", __name__)
+
+
+def takes_input(operation: dict[str, Any]) -> bool:
+    """Whether an operation has a query or a body to validate (path ids are checked by routing)."""
+    return "requestBody" in operation or any(
+        parameter["in"] == "query" for parameter in operation.get("parameters", [])
+    )
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """spectree's document, corrected where spectree cannot tell what the service sends.
+
+    spectree lists every response as application/json, and a 422 on every operation it
+    validates; problem documents leave as application/problem+json, only an operation with a
+    query or a body can be refused with a 422, and the web server may refuse any URL as too long.
+    """
+    spec: dict[str, Any] = copy.deepcopy(api.spec)
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            if not takes_input(operation):
+                responses.pop(str(VALIDATION_ERROR_STATUS), None)
+            responses["414"] = URI_TOO_LONG
+            for response in responses.values():
+                content = response.get("content", {})
+                if content.get("application/json", {}).get("schema") == PROBLEM_REFERENCE:
+                    response["content"] = {PROBLEM_MIMETYPE: content["application/json"]}
+    return spec
 
 
 @blueprint.get("/openapi.json")
 def openapi_document() -> Response:
     """Serve the OpenAPI 3 document of the API."""
-    return jsonify(api.spec)
+    return jsonify(document())
 
 
 def init_app(app: Flask) -> None:

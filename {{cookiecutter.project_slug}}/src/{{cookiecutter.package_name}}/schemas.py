@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -48,11 +48,18 @@ class TodoCreate(Request):
     done: StrictBool = False
 
 
+def offer_no_null(schema: dict[str, Any]) -> None:
+    """Keep null out of a field's JSON schema: None stands for "left out"; a null is refused."""
+    (not_null,) = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+    schema.update(not_null)
+    del schema["default"]
+
+
 class TodoUpdate(Request):
     """Body of PATCH /api/todos/<id>: only the fields given are changed."""
 
-    title: Title | None = None
-    done: StrictBool | None = None
+    title: Title | None = Field(default=None, json_schema_extra=offer_no_null)
+    done: StrictBool | None = Field(default=None, json_schema_extra=offer_no_null)
 
     @field_validator("title", "done", mode="before")
     @classmethod
@@ -69,7 +76,12 @@ class TodoListQuery(BaseModel):
 
     limit: int = Field(default=PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
     cursor: str | None = Field(
-        default=None, max_length=200, description="next_cursor of the previous page"
+        default=None,
+        max_length=200,
+        description=(
+            "The next_cursor of the previous page, passed back unchanged. It is opaque: "
+            "a string this service did not issue is refused with 422."
+        ),
     )
 
 

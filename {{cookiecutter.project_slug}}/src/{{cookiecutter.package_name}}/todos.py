@@ -17,7 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .db import get_session
 from .errors import Problem
 from .models import Todo
-from .openapi import VALIDATION_ERROR_STATUS, api
+from .openapi import VALIDATION_ERROR_STATUS, api, problems
 from .schemas import ProblemOut, TodoCreate, TodoListQuery, TodoOut, TodoPage, TodoUpdate
 
 logger = logging.getLogger(__name__)
@@ -135,12 +135,24 @@ def find_todo(todo_id: int) -> Todo:
     return todo
 
 
-NOT_FOUND = {"HTTP_404": ProblemOut}
-INVALID = {f"HTTP_{VALIDATION_ERROR_STATUS}": ProblemOut, "HTTP_415": ProblemOut}
+# How a body is refused: not JSON, too large, not sent as JSON, or invalid fields.
+BODY_REFUSED = (400, 413, 415, VALIDATION_ERROR_STATUS)
+# The cursor is opaque: the document can say it is a string, not which strings were issued.
+PAGE_REFUSED = {
+    f"HTTP_{VALIDATION_ERROR_STATUS}": (
+        ProblemOut,
+        "limit is outside 1..100, a parameter is unknown, or the cursor is not a next_cursor "
+        "this service issued (any other string is refused, whatever its form).",
+    )
+}
 
 
 @blueprint.get("")
-@api.validate(query=TodoListQuery, resp=Responses(HTTP_200=TodoPage), tags=["todos"])
+@api.validate(
+    query=TodoListQuery,
+    resp=Responses(HTTP_200=TodoPage, **PAGE_REFUSED, **problems(503)),
+    tags=["todos"],
+)
 def list_todos(query: TodoListQuery) -> TodoPage:
     """List todos, newest first, one page at a time."""
     statement = select(Todo).order_by(Todo.created_at.desc(), Todo.id.desc())
@@ -155,7 +167,11 @@ def list_todos(query: TodoListQuery) -> TodoPage:
 
 
 @blueprint.post("")
-@api.validate(json=TodoCreate, resp=Responses(HTTP_201=TodoOut, **INVALID), tags=["todos"])
+@api.validate(
+    json=TodoCreate,
+    resp=Responses(HTTP_201=TodoOut, **problems(*BODY_REFUSED, 503)),
+    tags=["todos"],
+)
 def create_todo(json: TodoCreate) -> tuple[TodoOut, int, dict[str, str]]:
     """Create a todo; its URL is in the Location header."""
     session = get_session()
@@ -168,7 +184,7 @@ def create_todo(json: TodoCreate) -> tuple[TodoOut, int, dict[str, str]]:
 
 
 @blueprint.get("/<int:todo_id>")
-@api.validate(resp=Responses(HTTP_200=TodoOut, **NOT_FOUND), tags=["todos"])
+@api.validate(resp=Responses(HTTP_200=TodoOut, **problems(404, 503)), tags=["todos"])
 def get_todo(todo_id: int) -> TodoOut:
     """Read one todo."""
     return TodoOut.model_validate(find_todo(todo_id))
@@ -176,7 +192,9 @@ def get_todo(todo_id: int) -> TodoOut:
 
 @blueprint.patch("/<int:todo_id>")
 @api.validate(
-    json=TodoUpdate, resp=Responses(HTTP_200=TodoOut, **NOT_FOUND, **INVALID), tags=["todos"]
+    json=TodoUpdate,
+    resp=Responses(HTTP_200=TodoOut, **problems(*BODY_REFUSED, 404, 503)),
+    tags=["todos"],
 )
 def update_todo(todo_id: int, json: TodoUpdate) -> TodoOut:
     """Change the fields given, and only those."""
@@ -189,7 +207,7 @@ def update_todo(todo_id: int, json: TodoUpdate) -> TodoOut:
 
 
 @blueprint.delete("/<int:todo_id>")
-@api.validate(resp=Responses("HTTP_204", **NOT_FOUND), tags=["todos"])
+@api.validate(resp=Responses("HTTP_204", **problems(404, 503)), tags=["todos"])
 def delete_todo(todo_id: int) -> tuple[str, int]:
     """Delete one todo."""
     session = get_session()
