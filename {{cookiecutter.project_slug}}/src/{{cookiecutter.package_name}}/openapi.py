@@ -67,8 +67,12 @@ api = SpecTree(
 
 PROBLEM_REFERENCE = {"$ref": f"#/components/schemas/{ProblemOut.__name__}"}
 # The web server refuses a request line longer than it reads (gunicorn: 4094 bytes) before the
-# app sees the request, so any operation can meet it.
-URI_TOO_LONG = {"description": "The URL is longer than the web server reads."}
+# app sees the request, so any operation can meet it; gunicorn.conf.py makes that answer a
+# problem document too.
+URI_TOO_LONG = {
+    "description": "The URL is longer than the web server reads.",
+    "content": {PROBLEM_MIMETYPE: {"schema": PROBLEM_REFERENCE}},
+}
 
 blueprint = Blueprint("openapi", __name__)
 
