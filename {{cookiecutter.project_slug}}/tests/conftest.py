@@ -96,3 +96,17 @@ def app(settings: Settings) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A client that sends requests to the app without a server."""
     return app.test_client()
+
+
+@pytest.fixture
+def failing_client(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlaskClient]:
+    """A client of the app with one more route, /boom, that fails as a bug would."""
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    application = create_app(settings)
+
+    @application.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    yield application.test_client()
+    application.extensions["database"].dispose()

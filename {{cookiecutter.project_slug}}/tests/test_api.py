@@ -240,21 +240,11 @@ def test_wrong_method_is_405_with_allow_header(client: FlaskClient) -> None:
     assert "POST" in response.headers["Allow"]
 
 
-def test_unexpected_error_is_500_problem_without_traceback(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("FLASK_DEBUG", raising=False)
-    app = create_app(settings)
-
-    @app.get("/boom")
-    def boom() -> str:
-        raise RuntimeError("secret internals")
-
-    response = app.test_client().get("/boom")
+def test_unexpected_error_is_500_problem_without_traceback(failing_client: FlaskClient) -> None:
+    response = failing_client.get("/boom")
     body = assert_problem(response, 500)
     assert "secret internals" not in response.get_data(as_text=True)
     assert body["title"] == "Internal Server Error"
-    app.extensions["database"].dispose()
 
 
 def test_under_flask_run_debug_an_unexpected_error_is_left_to_the_debugger(

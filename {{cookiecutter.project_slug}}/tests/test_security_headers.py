@@ -94,20 +94,10 @@ def test_errors_outside_the_views_carry_them_too(
     app.extensions["database"].dispose()
 
 
-def test_an_unexpected_error_carries_them_too(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("FLASK_DEBUG", raising=False)
-    app = create_app(settings)
-
-    @app.get("/boom")
-    def boom() -> str:
-        raise RuntimeError("unexpected")
-
-    response = app.test_client().get("/boom")
+def test_an_unexpected_error_carries_them_too(failing_client: FlaskClient) -> None:
+    response = failing_client.get("/boom")
     assert response.status_code == 500
     assert_security_headers(dict(response.headers))
-    app.extensions["database"].dispose()
 
 
 def test_strict_transport_security_is_sent_over_https_only(client: FlaskClient) -> None:
