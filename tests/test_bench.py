@@ -173,7 +173,12 @@ def test_no_run_saw_an_error(smoke: dict[str, Any]) -> None:
     every_run = web_runs + sweep_runs + growth_runs
     assert every_run
     assert [run for run in every_run if run["errors"] or not run["requests"]] == []
-    assert results["web"]["incidents"] == []
+    # A server that dies or loses a worker mid-run (on a shared machine, a neighbour's
+    # cleanup can do it) is restarted and the run redone, at most three times before the
+    # bench gives up and exits non-zero; each incident must then be in the report.
+    for incident in results["web"]["incidents"]:
+        assert incident.endswith("restarted and the run redone")
+        assert f"- {incident}" in smoke["report"]
 
 
 def test_growth_and_connection_figures_cover_the_plan(smoke: dict[str, Any]) -> None:
