@@ -241,6 +241,20 @@ def make_env(
     return env
 
 
+def own_tools_env(*, mypy_cache_dir: Path, database_url: str) -> dict[str, str]:
+    """make_env with the template's own tools (this interpreter's folder) and uv's cache."""
+    tools = Path(sys.executable).parent
+    uv_cache_dir = subprocess.run(
+        [str(tools / "uv"), "cache", "dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return make_env(
+        tools_dir=tools,
+        uv_cache_dir=uv_cache_dir,
+        mypy_cache_dir=mypy_cache_dir,
+        database_url=database_url,
+    )
+
+
 def run_make(
     project: Path, *arguments: str, env: dict[str, str], timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:

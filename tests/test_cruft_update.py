@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BakedProject, describe_failure, find_interpreter, make_env
+from harness import BakedProject, describe_failure, find_interpreter, own_tools_env
 
 pytestmark = pytest.mark.baked
 
@@ -181,12 +181,8 @@ def test_the_updated_project_passes_its_own_suite(
         pytest.skip("no working Python 3.12 to install the default project with")
     project = round_trip.project
     commit_all(project, "Update from the template")
-    uv_cache = run(project, str(TOOLS / "uv"), "cache", "dir").strip()
-    env = make_env(
-        tools_dir=TOOLS,
-        uv_cache_dir=uv_cache,
-        mypy_cache_dir=tmp_path_factory.mktemp("mypy-cache"),
-        database_url=test_database_url,
+    env = own_tools_env(
+        mypy_cache_dir=tmp_path_factory.mktemp("mypy-cache"), database_url=test_database_url
     )
     baked = BakedProject(project, "3.12", interpreter, env)
     for arguments in (("install", f"PYTHON={interpreter}"), ("test",)):

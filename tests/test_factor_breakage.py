@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from harness import (
     BakedProject,
     describe_failure,
     find_interpreter,
-    make_env,
+    own_tools_env,
     tail,
 )
 
@@ -164,16 +163,8 @@ def installed_project(
         pytest.skip("no working Python 3.12 to install the default project with")
     result = cookies_session.bake(extra_context={"project_name": "My Service"})
     assert result.exception is None, result.exception
-    tools = Path(sys.executable).parent
-    mypy_cache = tmp_path_factory.mktemp("mypy-cache")
-    uv_cache = subprocess.run(
-        [str(tools / "uv"), "cache", "dir"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    env = make_env(
-        tools_dir=tools,
-        uv_cache_dir=uv_cache,
-        mypy_cache_dir=mypy_cache,
-        database_url=test_database_url,
+    env = own_tools_env(
+        mypy_cache_dir=tmp_path_factory.mktemp("mypy-cache"), database_url=test_database_url
     )
     project = BakedProject(Path(result.project_path), "3.12", interpreter, env)
     install = project.make("install", f"PYTHON={interpreter}")

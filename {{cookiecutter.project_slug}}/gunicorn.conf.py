@@ -221,7 +221,8 @@ def post_worker_init(worker: Any) -> None:
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ[DRAINING_ENVIRON_KEY] = draining[0] == 1
-        environ["REMOTE_ADDR"] = client_address(environ)
+        if PROXY_ENTRIES:  # with no proxy trusted, the peer's address stands as it is
+            environ["REMOTE_ADDR"] = client_address(environ)
         return app(environ, start_response)
 
     worker.wsgi = serve
