@@ -26,6 +26,8 @@ GET_ONE: Target = (
 )
 STARTUP: Target = ("start → first 200, s", "bare Flask", operator.le, 1.5)
 MEMORY: Target = ("peak RSS per worker, MiB", "bare Flask", operator.le, 1.6)
+# Not a target: what a worker costs the machine once the pages it shares are split.
+SHARED_MEMORY = ("PSS per worker, MiB", "bare Flask")
 
 
 def measure_startup(plan: Plan, b: Bake, logs: Path) -> dict[str, list[float]]:
@@ -108,6 +110,21 @@ def limit_rows(results: dict[str, Any]) -> list[list[str]]:
             *verdict(MEMORY, headline),
         ]
     )
+    baked_pss = [kib / 1024 for kib in memory["baked"].get("worker_pss_kib", []) if kib]
+    bare_pss = [kib / 1024 for kib in memory["bare"].get("worker_pss_kib", []) if kib]
+    if baked_pss and bare_pss:
+        extremes = [ratio(min(baked_pss), max(bare_pss)), ratio(max(baked_pss), min(bare_pss))]
+        rows.append(
+            [
+                *SHARED_MEMORY,
+                fmt(median(baked_pss), 1),
+                fmt(median(bare_pss), 1),
+                fmt(ratio(median(baked_pss), median(bare_pss)), 2),
+                span(extremes),
+                "-",
+                "-",
+            ]
+        )
     return rows
 
 
@@ -124,7 +141,10 @@ def render_limits(plan: Plan, results: dict[str, Any]) -> list[str]:
         f"round ({plan.web_reps} round(s)), of start-ups next to each other "
         f"({plan.startup_reps} pair(s)), and for memory the extremes over the workers. "
         "Throughput is above 1 when the baked service is faster; start-up and memory are "
-        "above 1 when it is slower or bigger."
+        "above 1 when it is slower or bigger. PSS (proportional set size) splits each page "
+        "a worker shares with its master among the processes sharing it: the web line's "
+        "master imports the app before forking (`preload_app`), bare Flask's workers each "
+        "import their own, so PSS is what a further worker costs the machine."
     )
     add("")
     headers = ["figure", "limit", "baked", "limit's", "ratio", "range", "target", "met"]
@@ -165,7 +185,7 @@ def render_footprint(results: dict[str, Any]) -> list[str]:
     """Memory of every measured process, and start-up times."""
     out: list[str] = []
     add = out.append
-    add("## Memory (VmRSS now, VmHWM peak)")
+    add("## Memory (VmRSS now, VmHWM peak, PSS now)")
     add("")
     names = {
         "baked": "web line",
@@ -175,16 +195,29 @@ def render_footprint(results: dict[str, Any]) -> list[str]:
     rows = []
     for name, entry in results["web"]["memory_kib"].items():
         rows.append(
-            [f"{names[name]}: gunicorn master", fmt((entry["master_rss_kib"] or 0) / 1024), "-"]
+            [
+                f"{names[name]}: gunicorn master",
+                fmt((entry["master_rss_kib"] or 0) / 1024),
+                "-",
+                "-",
+            ]
         )
-        for n, (now, peak) in enumerate(
-            zip(entry["worker_rss_kib"], entry["worker_peak_kib"], strict=False), 1
+        pss = entry.get("worker_pss_kib") or [None] * len(entry["worker_rss_kib"])
+        for n, (now, peak, shared) in enumerate(
+            zip(entry["worker_rss_kib"], entry["worker_peak_kib"], pss, strict=False), 1
         ):
-            rows.append([f"{names[name]}: worker {n}", fmt((now or 0) / 1024), fmt(peak / 1024)])
+            rows.append(
+                [
+                    f"{names[name]}: worker {n}",
+                    fmt((now or 0) / 1024),
+                    fmt(peak / 1024),
+                    fmt(shared / 1024) if shared else "-",
+                ]
+            )
     worker = results.get("worker") or {}
     for name, kib in worker.get("memory_kib", {}).items():
-        rows.append([name, fmt((kib or 0) / 1024), "-"])
-    add(table(["process", "RSS MiB", "peak MiB"], rows))
+        rows.append([name, fmt((kib or 0) / 1024), "-", "-"])
+    add(table(["process", "RSS MiB", "peak MiB", "PSS MiB"], rows))
     add("")
     add(
         "Gunicorn figures are after the web load and the connection sweep; celery figures "

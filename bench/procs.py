@@ -191,6 +191,19 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int | None:
     return None
 
 
+def pss_kib(pid: int) -> int | None:
+    """Proportional set size in KiB: resident pages, each shared page divided by the number
+    of processes sharing it. Summed over a master and its forked workers, it counts the
+    pages they share once, where RSS counts them in every process."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def http_request(
     method: str,
     port: int,

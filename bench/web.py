@@ -197,6 +197,7 @@ def measure_web(plan: Plan, loader: Loader, pipe: SqlPipe, b: Bake, logs: Path) 
                 "master_rss_kib": procs.rss_kib(server.proc.pid),
                 "worker_rss_kib": [procs.rss_kib(pid) for pid in workers],
                 "worker_peak_kib": server.peak_rss_kib(),
+                "worker_pss_kib": [procs.pss_kib(pid) for pid in workers],
             }
         progress(f"web load done; memory (KiB) {memory}")
         log_path = web.proc.log_path

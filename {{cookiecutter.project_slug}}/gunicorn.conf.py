@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import ipaddress
 import json
+import logging
 import mmap
 import os
 import signal
@@ -30,6 +32,19 @@ bind = [f"0.0.0.0:{settings.port}"]
 workers = settings.web_concurrency
 threads = settings.web_threads
 worker_class = "gthread" if settings.web_threads > 1 else "sync"
+
+# The master imports the app once, before it forks the workers: they start serving at once,
+# and share the pages of the imported code instead of each importing its own copy. (The
+# engine's pool is emptied in each worker, see db.py; the master never connects.) The cost:
+# a reload (SIGHUP) rereads these settings but not the code; deploy a new release instead.
+preload_app = True
+
+
+def pre_fork(_server: Any, _worker: Any) -> None:
+    """Keep the inherited objects out of the workers' garbage collection, which would
+    otherwise touch, and so copy, every page they share with the master."""
+    gc.freeze()
+
 
 # Disposability (IX): on SIGTERM, first drain (see when_ready below), then stop accepting
 # and finish the requests in flight within graceful_timeout.
@@ -149,7 +164,11 @@ class JsonLogger(Logger):
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """Log one finished request with the fields of the access-log contract."""
-        headers = {name.lower(): value for name, value in resp.headers}
+        if not self.access_log.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING or above
+            return
+        request_id = next(
+            (value for name, value in resp.headers if name.lower() == "x-request-id"), None
+        )
         # An answer gunicorn wrote itself (to a request it could not parse) has no status_code.
         status = getattr(resp, "status_code", None) or resp.status
         duration_ms = round(request_time.total_seconds() * 1000, 2)
@@ -164,7 +183,7 @@ class JsonLogger(Logger):
                 "path": path,
                 "status": int(str(status)[:3]),
                 "duration_ms": duration_ms,
-                "request_id": headers.get("x-request-id"),
+                "request_id": request_id,
                 "remote_addr": environ.get("REMOTE_ADDR"),
             },
         )

@@ -30,11 +30,23 @@ def create_app(settings: Settings | None = None) -> Flask:
         request_ids,
         routing,
         security_headers,
+        sessions,
         tasks,
         todos,
     )
 {%- else %}
-    from . import cli, db, errors, health, openapi, request_ids, routing, security_headers, todos
+    from . import (
+        cli,
+        db,
+        errors,
+        health,
+        openapi,
+        request_ids,
+        routing,
+        security_headers,
+        sessions,
+        todos,
+    )
 {%- endif %}
 
     settings = settings or settings_or_exit(__name__)
@@ -48,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
 
     routing.init_app(app)
+    sessions.init_app(app)
     request_ids.init_app(app)
     security_headers.init_app(app)
     errors.init_app(app)

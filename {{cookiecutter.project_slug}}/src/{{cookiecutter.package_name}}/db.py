@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, text
+import functools
+import os
+import select
+import weakref
+from typing import Any
+
+from flask import Flask, current_app, g, has_request_context, request
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
@@ -12,6 +19,48 @@ EXTENSION_KEY = "database"
 # app.extensions[READINESS_CHECKS] maps a backing service's name to a function that
 # raises if the service does not answer; GET /readyz runs them all.
 READINESS_CHECKS = "readiness_checks"
+# Requests that only read: their statements run outside a transaction (see Database).
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refuse_dead_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Keep the pool from handing out a connection the server has closed.
+
+    An idle connection has nothing to read unless the server has spoken: when PostgreSQL
+    restarts or ends a backend, it sends a last error and closes the socket. So a pooled
+    connection is checked without a round trip (SQLAlchemy's pool_pre_ping sends a query
+    each time) by asking the kernel whether its socket is readable; if it is, the pool
+    drops it and connects afresh, and the request never sees the outage.
+    """
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection is closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed the connection or sent an error")
+
+
+# A read is one statement: sent in autocommit, it is one round trip, where a transaction
+# adds BEGIN and ROLLBACK. psycopg2's autocommit is a flag of the client, switched without a
+# word to the server as long as the isolation level is the server's default; SQLAlchemy's
+# isolation_level="AUTOCOMMIT" would instead send a SET on every checkin.
+def start_autocommit(_session: Any, _transaction: Any, connection: Connection) -> None:
+    """Send this connection's statements without a transaction until it goes back to the pool."""
+    connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+
+
+def end_autocommit(dbapi_connection: Any, _record: Any) -> None:
+    """A connection comes back to the pool as it left it: transactional."""
+    if dbapi_connection is not None:
+        dbapi_connection.autocommit = False
+
+
+def forget_inherited_connections(engine_ref: weakref.ref[Engine]) -> None:
+    """In a forked child (gunicorn's workers after preload, Celery's pool), start an empty
+    pool: connections opened by the parent belong to the parent and stay open for it."""
+    engine = engine_ref()
+    if engine is not None:
+        engine.dispose(close=False)
 
 
 class Database:
@@ -23,7 +72,6 @@ class Database:
         # waiting for a pooled connection, for a lock, and for a statement to finish.
         self.engine: Engine = create_engine(
             settings.database_url,
-            pool_pre_ping=True,
             pool_size=settings.database_pool_size or settings.web_threads,
             max_overflow=0,
             pool_timeout=settings.database_pool_timeout,
@@ -36,11 +84,20 @@ class Database:
                 ),
             },
         )
+        event.listen(self.engine, "checkout", refuse_dead_connection)
+        # Weakly held: an engine that is gone (a test's app) needs no care after a fork.
+        os.register_at_fork(
+            after_in_child=functools.partial(forget_inherited_connections, weakref.ref(self.engine))
+        )
+        event.listen(self.engine, "checkin", end_autocommit)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.read_sessions, "after_begin", start_autocommit)
 
     def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         with self.engine.connect() as connection:
+            start_autocommit(None, None, connection)
             connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
@@ -64,9 +121,14 @@ def get_database() -> Database:
 
 
 def get_session() -> Session:
-    """The session of the current request, opened on first use."""
+    """The session of the current request (or task, or command), opened on first use.
+
+    A GET reads in autocommit; anything else runs in a transaction that it commits.
+    """
     if "db_session" not in g:
-        g.db_session = get_database().sessions()
+        database = get_database()
+        reads_only = has_request_context() and request.method in READ_ONLY_METHODS
+        g.db_session = database.read_sessions() if reads_only else database.sessions()
     session: Session = g.db_session
     return session
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, current_app, request
 from spectree import Response as Responses
@@ -11,7 +12,7 @@ from spectree import Response as Responses
 from .__about__ import __version__
 from .config import Settings
 from .db import READINESS_CHECKS
-from .openapi import api
+from .openapi import documented
 from .schemas import Health, Readiness, VersionOut
 
 logger = logging.getLogger(__name__)
@@ -33,22 +34,25 @@ def run_check(name: str, check: Callable[[], object]) -> str:
     return "ok"
 
 
+HEALTHY = Health(status="ok").model_dump()
+
+
 @blueprint.get("/healthz")
-@api.validate(resp=Responses(HTTP_200=Health), tags=["health"])
-def healthz() -> Health:
+@documented(resp=Responses(HTTP_200=Health), tags=["health"])
+def healthz() -> dict[str, Any]:
     """Liveness: the process serves requests; touches no backing service."""
-    return Health(status="ok")
+    return HEALTHY
 
 
 @blueprint.get("/readyz")
-@api.validate(
+@documented(
     resp=Responses(
         HTTP_200=Readiness,
         HTTP_503=(Readiness, "A backing service did not answer, or the server is draining."),
     ),
     tags=["health"],
 )
-def readyz() -> tuple[Readiness, int]:
+def readyz() -> tuple[dict[str, Any], int]:
     """Readiness: every backing service answers, and the server is not shutting down."""
     registered: dict[str, Callable[[], object]] = current_app.extensions[READINESS_CHECKS]
     checks = {name: run_check(name, check) for name, check in registered.items()}
@@ -56,12 +60,12 @@ def readyz() -> tuple[Readiness, int]:
         checks["shutdown"] = "draining"
     ready = all(result == "ok" for result in checks.values())
     body = Readiness(status="ok" if ready else "unavailable", checks=checks)
-    return body, 200 if ready else 503
+    return body.model_dump(), 200 if ready else 503
 
 
 @blueprint.get("/version")
-@api.validate(resp=Responses(HTTP_200=VersionOut), tags=["health"])
-def version() -> VersionOut:
+@documented(resp=Responses(HTTP_200=VersionOut), tags=["health"])
+def version() -> dict[str, Any]:
     """The code's version and the release it runs as (factor V)."""
     settings: Settings = current_app.extensions["settings"]
-    return VersionOut(version=__version__, release=settings.release_id)
+    return VersionOut(version=__version__, release=settings.release_id).model_dump()

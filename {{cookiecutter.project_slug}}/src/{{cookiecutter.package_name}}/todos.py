@@ -11,13 +11,13 @@ from typing import Any, NoReturn
 
 from flask import Blueprint, Response, request, url_for
 from spectree import Response as Responses
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .db import get_session
 from .errors import Problem
 from .models import Todo
-from .openapi import VALIDATION_ERROR_STATUS, api, problems
+from .openapi import VALIDATION_ERROR_STATUS, api, documented, problems
 from .schemas import ProblemOut, TodoCreate, TodoListQuery, TodoOut, TodoPage, TodoUpdate
 
 logger = logging.getLogger(__name__)
@@ -127,9 +127,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return position
 
 
+# Built once: the statement SQLAlchemy would otherwise build and look up in its compiled
+# cache on every read (Session.get does) costs more than the SQL it sends.
+TODO_BY_ID = select(Todo).where(Todo.id == bindparam("todo_id"))
+
+
 def find_todo(todo_id: int) -> Todo:
     """The todo with this id, or a 404."""
-    todo = get_session().get(Todo, todo_id)
+    todo = get_session().execute(TODO_BY_ID, {"todo_id": todo_id}).scalar_one_or_none()
     if todo is None:
         raise Problem(404, f"There is no todo with id {todo_id}.")
     return todo
@@ -184,10 +189,10 @@ def create_todo(json: TodoCreate) -> tuple[TodoOut, int, dict[str, str]]:
 
 
 @blueprint.get("/<int:todo_id>")
-@api.validate(resp=Responses(HTTP_200=TodoOut, **problems(404, 503)), tags=["todos"])
-def get_todo(todo_id: int) -> TodoOut:
+@documented(resp=Responses(HTTP_200=TodoOut, **problems(404, 503)), tags=["todos"])
+def get_todo(todo_id: int) -> dict[str, Any]:
     """Read one todo."""
-    return TodoOut.model_validate(find_todo(todo_id))
+    return TodoOut.model_validate(find_todo(todo_id)).model_dump(mode="json")
 
 
 @blueprint.patch("/<int:todo_id>")
@@ -207,7 +212,7 @@ def update_todo(todo_id: int, json: TodoUpdate) -> TodoOut:
 
 
 @blueprint.delete("/<int:todo_id>")
-@api.validate(resp=Responses("HTTP_204", **problems(404, 503)), tags=["todos"])
+@documented(resp=Responses("HTTP_204", **problems(404, 503)), tags=["todos"])
 def delete_todo(todo_id: int) -> tuple[str, int]:
     """Delete one todo."""
     session = get_session()
