@@ -53,6 +53,8 @@ class Plan:
     growth_duration: float
     bake_reps: int
     newcomer_pip: bool
+    # Requests per profiled path (profiles.py).
+    profile_requests: int
 
     @property
     def quick(self) -> bool:
@@ -90,4 +92,5 @@ class Plan:
             bake_reps=5 if full else 2,
             # pip alone takes about a minute, half of the test's budget.
             newcomer_pip=not test,
+            profile_requests=2000 if full else 100 if test else 500,
         )

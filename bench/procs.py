@@ -180,6 +180,24 @@ def child_pids(pid: int) -> list[int]:
     return sorted(children)
 
 
+def settled_children(
+    pid: int, polls: int = 5, interval: float = 0.1, deadline: float = 10
+) -> list[int]:
+    """A process's children once the list has stayed the same for `polls` polls in a row.
+
+    A server answers its first 200 as soon as one worker is up; gunicorn may still be
+    forking the next (at once with preload_app, as the web line does), and a list read
+    then would make the later, complete one look like a worker lost and replaced."""
+    stop_at = time.monotonic() + deadline
+    children, same = child_pids(pid), 0
+    while same < polls and time.monotonic() < stop_at:
+        time.sleep(interval)
+        now = child_pids(pid)
+        same = same + 1 if now == children else 0
+        children = now
+    return children
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int | None:
     """Resident set size of a process in KiB: now (VmRSS) or its peak (VmHWM)."""
     try:

@@ -5,7 +5,8 @@ Phases, each bounded in requests and time (README.md tells what each measures):
      PostgreSQL database per bake, migrated by the Procfile's release line (bakes.py);
   2. web: wrk rounds over six scenarios, the LOG_LEVEL=INFO twins and the two baselines,
      interleaved; GET one todo at 1 to 128 connections; memory (web.py, growth.py);
-  3. database round trips per request through a counting proxy (roundtrips.py);
+  3. database round trips per request through a counting proxy (roundtrips.py), and
+     where the time of a request and of the import goes, profiled (profiles.py);
   4. paging in tables of growing size (growth.py);
   5. start-up of the web line against bare Flask (limits.py);
   6. worker (celery bake): archive tasks drained by 1 vs 2 processes (worker.py);
@@ -45,6 +46,7 @@ from .plan import (
     Plan,
     progress,
 )
+from .profiles import measure_profiles, render_profiles
 from .report import table
 from .roundtrips import measure_roundtrips, render_roundtrips
 from .servers import Scenario
@@ -126,6 +128,8 @@ def measure(
     results["web"] = measure_web(plan, loader, pipe, default, logs)
     scenarios = [Scenario(**s) for s in results["web"]["scenarios"]]
     results["roundtrips"] = measure_roundtrips(plan, pipe, default, logs, scenarios)
+    get_path = next(s.path for s in scenarios if s.key == "get")
+    results["profiles"] = {"get_path": get_path, **measure_profiles(plan, default, get_path)}
     results["growth"] = measure_growth(
         plan, loader, pipe, default, logs, results["web"]["incidents"]
     )
@@ -150,6 +154,8 @@ def render(plan: Plan, results: dict[str, Any]) -> str:
     out += render_web(plan, results["web"])
     out += render_growth(plan, results["growth"], results["web"]["connections"])
     out += render_roundtrips(results["roundtrips"], results["web"])
+    profiles = results["profiles"]
+    out += render_profiles(profiles, profiles["get_path"])
     out += render_worker(plan, results["worker"])
     out += render_footprint(results)
     out += render_newcomer(plan, results["newcomer"])

@@ -110,7 +110,7 @@ class WebServer:
         self.scenarios: list[Scenario] = []
         self.proc = launch()
         procs.wait_for_200(self.proc, probe)
-        self.workers = procs.child_pids(self.proc.pid)
+        self.workers = procs.settled_children(self.proc.pid)
 
     @property
     def port(self) -> int:
@@ -155,7 +155,7 @@ class WebServer:
             procs.stop(self.proc)
             self.proc = self.launch()
             procs.wait_for_200(self.proc, self.probe)
-            self.workers = procs.child_pids(self.proc.pid)
+            self.workers = procs.settled_children(self.proc.pid)
             warm(self.port, self.scenarios)
 
     def stop(self) -> None:

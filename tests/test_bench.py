@@ -37,6 +37,7 @@ SECTIONS = [
     "### Paging: first page against a page 90% deep, by table size",
     "### GET /api/todos/<id> by connections, against Flask + pooled psycopg2",
     "## Database round trips per request",
+    "## Where the time goes",
     "## Worker: celery bake",
     "## Memory",
     "## Start-up",
@@ -148,7 +149,7 @@ def test_every_figure_of_every_measured_table_parses(smoke: dict[str, Any]) -> N
     # Cells that say a figure does not apply: a master has no peak of its own in the
     # memory table, and the test plan leaves out the pip-only install.
     not_applicable = {"-", "not run in the test plan"}
-    words = {"limit", "what one request sends", "target", "met"}
+    words = {"limit", "what one request sends", "target", "met", "package"}
     for name, rows in tables(smoke["report"]).items():
         if name.endswith("/ fact"):
             continue

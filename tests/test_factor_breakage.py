@@ -97,9 +97,10 @@ BREAKAGES = [
         "a process keeps todos in memory between requests",
         lambda project: replace(
             src(project, "todos.py"),
-            '    return TodoOut.model_validate(find_todo(todo_id)).model_dump(mode="json")',
-            "    return MEMORY.setdefault(todo_id, TodoOut.model_validate(find_todo(todo_id))"
-            '.model_dump(mode="json"))\n\n\nMEMORY: dict[int, dict[str, Any]] = {}',
+            '    return TodoOut.model_validate(row).model_dump(mode="json")',
+            "    return MEMORY.setdefault("
+            'todo_id, TodoOut.model_validate(row).model_dump(mode="json"))'
+            "\n\n\nMEMORY: dict[int, dict[str, Any]] = {}",
         ),
     ),
     Breakage(

@@ -19,7 +19,7 @@ EXTENSION_KEY = "database"
 # app.extensions[READINESS_CHECKS] maps a backing service's name to a function that
 # raises if the service does not answer; GET /readyz runs them all.
 READINESS_CHECKS = "readiness_checks"
-# Requests that only read: their statements run outside a transaction (see Database).
+# Requests that only read: their statements run in autocommit (see get_connection).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -44,7 +44,7 @@ def refuse_dead_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> 
 # adds BEGIN and ROLLBACK. psycopg2's autocommit is a flag of the client, switched without a
 # word to the server as long as the isolation level is the server's default; SQLAlchemy's
 # isolation_level="AUTOCOMMIT" would instead send a SET on every checkin.
-def start_autocommit(_session: Any, _transaction: Any, connection: Connection) -> None:
+def start_autocommit(connection: Connection) -> None:
     """Send this connection's statements without a transaction until it goes back to the pool."""
     connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
 
@@ -91,13 +91,11 @@ class Database:
         )
         event.listen(self.engine, "checkin", end_autocommit)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
-        event.listen(self.read_sessions, "after_begin", start_autocommit)
 
     def ping(self) -> None:
         """Raise unless the database answers a trivial query."""
         with self.engine.connect() as connection:
-            start_autocommit(None, None, connection)
+            start_autocommit(connection)
             connection.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
@@ -106,11 +104,11 @@ class Database:
 
 
 def init_app(app: Flask, settings: Settings) -> Database:
-    """Create this process's engine and close each request's session when it ends."""
+    """Create this process's engine; give each request's connection back when it ends."""
     database = Database(settings)
     app.extensions[EXTENSION_KEY] = database
     app.extensions.setdefault(READINESS_CHECKS, {})["database"] = database.ping
-    app.teardown_appcontext(close_session)
+    app.teardown_appcontext(close_request_database)
     return database
 
 
@@ -120,21 +118,45 @@ def get_database() -> Database:
     return database
 
 
-def get_session() -> Session:
-    """The session of the current request (or task, or command), opened on first use.
+def reads_only() -> bool:
+    """Whether the current context is a request that only reads (a task or command is not)."""
+    return has_request_context() and request.method in READ_ONLY_METHODS
 
-    A GET reads in autocommit; anything else runs in a transaction that it commits.
+
+def get_connection() -> Connection:
+    """The connection for reading rows with SQLAlchemy Core, opened on first use.
+
+    In a GET it is the request's own, in autocommit: each statement is one round trip. Rows
+    read this way skip the ORM, whose objects and session cost more than the query itself
+    for a short read. Anywhere else it is the session's, inside its transaction.
+    """
+    if not reads_only():
+        return get_session().connection()
+    if "db_connection" not in g:
+        g.db_connection = get_database().engine.connect()
+        start_autocommit(g.db_connection)
+    connection: Connection = g.db_connection
+    return connection
+
+
+def get_session() -> Session:
+    """The ORM session of the current request (or task, or command), opened on first use.
+
+    Writes commit it. In a GET it works on the request's autocommit connection, so that a
+    request holds one pooled connection at most, whichever way it reads.
     """
     if "db_session" not in g:
-        database = get_database()
-        reads_only = has_request_context() and request.method in READ_ONLY_METHODS
-        g.db_session = database.read_sessions() if reads_only else database.sessions()
+        sessions = get_database().sessions
+        g.db_session = sessions(bind=get_connection()) if reads_only() else sessions()
     session: Session = g.db_session
     return session
 
 
-def close_session(_error: BaseException | None = None) -> None:
+def close_request_database(_error: BaseException | None = None) -> None:
     """Give the request's connection back to the pool, rolling back anything uncommitted."""
     session: Session | None = g.pop("db_session", None)
     if session is not None:
         session.close()
+    connection: Connection | None = g.pop("db_connection", None)
+    if connection is not None:
+        connection.close()
