@@ -85,11 +85,11 @@ class Database:
             },
         )
         event.listen(self.engine, "checkout", refuse_dead_connection)
+        event.listen(self.engine, "checkin", end_autocommit)
         # Weakly held: an engine that is gone (a test's app) needs no care after a fork.
         os.register_at_fork(
             after_in_child=functools.partial(forget_inherited_connections, weakref.ref(self.engine))
         )
-        event.listen(self.engine, "checkin", end_autocommit)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def ping(self) -> None:

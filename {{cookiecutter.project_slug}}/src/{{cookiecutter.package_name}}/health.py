@@ -34,6 +34,7 @@ def run_check(name: str, check: Callable[[], object]) -> str:
     return "ok"
 
 
+# Built once: every liveness probe gets the same answer.
 HEALTHY = Health(status="ok").model_dump()
 
 

@@ -282,3 +282,56 @@ def test_without_a_drain_sigterm_cuts_or_refuses_connections(
     assert tally.readyz_503_after is None
     assert tally.cut + tally.refused > 0
     assert exit_code == 0
+
+
+# Runs gunicorn.conf.py's post_fork hook in a forked child, as gunicorn does right after it
+# forks a worker; prints how the child ended. argv: the signal already queued for the
+# master when the child was forked, or "none".
+POST_FORK_PROBE = """
+import os, queue, runpy, signal, sys, time
+hooks = runpy.run_path("gunicorn.conf.py")
+class Master:
+    SIG_QUEUE = queue.SimpleQueue()
+# The master's handlers, which a forked child inherits: they only queue the signal.
+for name in ("SIGTERM", "SIGINT", "SIGQUIT"):
+    signal.signal(getattr(signal, name), lambda number, _frame: Master.SIG_QUEUE.put_nowait(number))
+if sys.argv[1] != "none":
+    Master.SIG_QUEUE.put_nowait(getattr(signal, sys.argv[1]))
+child = os.fork()
+if child == 0:
+    hooks["post_fork"](Master(), None)
+    # A stop signal while the worker is still starting, before it installs its handlers.
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    os._exit(1)
+_, status = os.waitpid(child, 0)
+if os.WIFSIGNALED(status):
+    print(f"signal {os.WTERMSIG(status)}")
+else:
+    print(f"exit {os.WEXITSTATUS(status)}")
+"""
+
+
+def post_fork_outcome(database_url: str, queued: str) -> str:
+    """How a freshly forked worker ends when a stop signal reaches it as it starts."""
+    done = subprocess.run(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-c", POST_FORK_PROBE, queued],
+        cwd=PROJECT_ROOT,
+        env=service_environment(database_url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_a_worker_still_starting_stops_on_a_stop_signal_instead_of_losing_it(
+    database_url: str,
+) -> None:
+    # Until gunicorn's worker installs its handlers, the child still has the master's, which
+    # only queue the signal: a SIGTERM to the process group (Ctrl-C, a supervisor) then kept
+    # the master waiting GRACEFUL_TIMEOUT for a worker that never stopped.
+    assert post_fork_outcome(database_url, "none") == f"signal {signal.SIGTERM.value}"
+    # One that reached the master's handler in the child before the hook ran stops it too.
+    assert post_fork_outcome(database_url, "SIGINT") == "exit 0"
