@@ -56,7 +56,7 @@ def end_autocommit(dbapi_connection: Any, _record: Any) -> None:
 
 
 def forget_inherited_connections(engine_ref: weakref.ref[Engine]) -> None:
-    """In a forked child (gunicorn's workers after preload, Celery's pool), start an empty
+    """In a forked child (gunicorn's workers after preload, a task queue's pool), start an empty
     pool: connections opened by the parent belong to the parent and stay open for it."""
     engine = engine_ref()
     if engine is not None:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -315,7 +316,7 @@ else:
 def post_fork_outcome(database_url: str, queued: str) -> str:
     """How a freshly forked worker ends when a stop signal reaches it as it starts."""
     done = subprocess.run(
-        [str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-c", POST_FORK_PROBE, queued],
+        [sys.executable, "-c", POST_FORK_PROBE, queued],
         cwd=PROJECT_ROOT,
         env=service_environment(database_url),
         capture_output=True,
