@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
 {% if cookiecutter.worker == "celery" %}
     from . import (
+        api_docs,
         archive,
         cli,
         db,
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 {%- else %}
     from . import (
+        api_docs,
         cli,
         db,
         errors,
@@ -72,5 +74,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(archive.blueprint)
 {%- endif %}
     openapi.init_app(app)
+    api_docs.init_app(app, settings)
     cli.init_app(app)
     return app

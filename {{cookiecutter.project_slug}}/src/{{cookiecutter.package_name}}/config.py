@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field(
         default="", description="proxies whose X-Forwarded-* headers are believed; none by default"
     )
+    api_docs_enabled: bool = Field(default=True, description="serve the API page at /docs")
     database_statement_timeout: int = Field(default=10, ge=1, description="seconds per statement")
     database_lock_timeout: int = Field(default=5, ge=1, description="seconds to wait for a lock")
     database_pool_timeout: int = Field(
