@@ -42,8 +42,6 @@ window.addEventListener("load", () => {
   window.ui = SwaggerUIBundle({
     url: root.dataset.openapiUrl,
     domNode: root,
-    // Swagger UI would otherwise send the document to validator.swagger.io for a badge.
-    validatorUrl: null,
   });
 });
 """
