@@ -237,6 +237,9 @@ def make_env(
         MYPY_CACHE_DIR=str(mypy_cache_dir),
         TEST_DATABASE_URL=database_url,
         PYTHONIOENCODING="utf-8",
+        # The baked browser test of /docs installs chromium as root, and would skip where it
+        # cannot; the template's runs must see the page, so there it fails instead.
+        TEST_REQUIRE_BROWSER="1",
     )
     return env
 
