@@ -52,19 +52,31 @@ def install_chromium() -> None:
     """apt-get install Debian's chromium, one installer at a time on this machine."""
     lock_path = Path(tempfile.gettempdir()) / "chromium-install.lock"
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Another apt-get on this machine (a second test run, an upgrade) holds dpkg's lock a while.
+    wait_for_dpkg = ["-o", "DPkg::Lock::Timeout=300"]
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if Path(CHROMIUM).exists():
             return
         for command in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+            ["apt-get", *wait_for_dpkg, "update", "-qq"],
+            [
+                "apt-get",
+                *wait_for_dpkg,
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "chromium",
+            ],
         ):
             result = subprocess.run(
                 command, env=environment, capture_output=True, text=True, timeout=900, check=False
             )
             if result.returncode != 0:
                 no_browser(f"`{' '.join(command)}` failed: {result.stderr.strip()[-2000:]}")
+    if not Path(CHROMIUM).exists():
+        no_browser(f"apt-get installed chromium, but not at {CHROMIUM}")
 
 
 @pytest.fixture(scope="module")
