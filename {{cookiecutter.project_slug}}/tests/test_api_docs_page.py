@@ -7,7 +7,8 @@ $TEST_ARTIFACTS_DIR if set, else test-artifacts/ in the project.
 
 Playwright never downloads a browser here: it drives /usr/bin/chromium, which this test
 installs with apt-get when it runs as root and the browser is missing. Elsewhere it skips
-saying why, unless TEST_REQUIRE_BROWSER=1 makes that a failure (the template's CI sets it).
+saying why, unless TEST_REQUIRE_BROWSER=1 makes that a failure (the template's own runs
+set it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from playwright.sync_api import Error as PlaywrightError
 
 from .support import PROJECT_ROOT, http_get, service_environment, web_process
+
+# It starts the web process and a browser.
+pytestmark = pytest.mark.processes
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT_NAME = "api-docs-page.png"

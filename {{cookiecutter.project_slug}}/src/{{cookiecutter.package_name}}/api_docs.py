@@ -39,7 +39,7 @@ PAGE_POLICY = (
 INITIALIZER = """\
 window.addEventListener("load", () => {
   const root = document.getElementById("swagger-ui");
-  window.ui = SwaggerUIBundle({
+  SwaggerUIBundle({
     url: root.dataset.openapiUrl,
     domNode: root,
   });
