@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
@@ -23,6 +25,54 @@ from .support import (
 )
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# Examples per generated-input test: the whole suite tries 80; `make test-quick`
+# (--hypothesis-profile quick) tries 15, enough to catch a plain regression in a second.
+hypothesis_settings.register_profile("suite", max_examples=80)
+hypothesis_settings.register_profile("quick", max_examples=15)
+hypothesis_settings.load_profile("suite")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-processes",
+        action="store_true",
+        help="run only the tests that start no process (`make test-quick`); "
+        "a test that starts one anyway fails, asking for the processes mark",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests that start processes when asked; otherwise run them first.
+
+    They are the slow ones: started first, they do not keep one xdist worker busy at the end
+    while the others sit idle.
+    """
+    starts_processes = [item for item in items if item.get_closest_marker("processes")]
+    in_process = [item for item in items if not item.get_closest_marker("processes")]
+    if config.getoption("no_processes"):
+        config.hook.pytest_deselected(items=starts_processes)
+        items[:] = in_process
+    else:
+        items[:] = starts_processes + in_process
+
+
+@pytest.fixture(scope="session", autouse=True)
+def processes_refused_when_left_out(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under --no-processes, starting a process fails the test, so none slips into the set."""
+    if not request.config.getoption("no_processes"):
+        yield
+        return
+
+    def refuse(_process: subprocess.Popen[bytes], args: object, *_: object, **__: object) -> None:
+        pytest.fail(
+            f"this test started a process ({args!r}) under --no-processes: "
+            "mark it @pytest.mark.processes"
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ from .support import (
     web_process,
 )
 
+pytestmark = pytest.mark.processes
+
 SCHEMATHESIS = VENV_BIN / "schemathesis"
 # Enough generated requests per operation to catch a misstated response, few enough that the
 # whole run takes seconds.

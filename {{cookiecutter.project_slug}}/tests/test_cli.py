@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .support import TEST_SECRET_KEY, run_flask_command, service_environment
+
+pytestmark = pytest.mark.processes
 
 
 def test_show_config_prints_settings_with_secrets_masked(database_url: str) -> None:

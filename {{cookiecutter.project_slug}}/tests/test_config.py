@@ -163,6 +163,7 @@ def test_a_dotenv_file_is_never_read(clean_environment: pytest.MonkeyPatch, tmp_
     assert load_settings().port == 8000
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("process_type", "program"),
     [("web", "gunicorn"), ("release", "alembic")],
@@ -181,6 +182,7 @@ def test_processes_stop_at_once_with_one_line_naming_a_missing_variable(
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.processes
 def test_a_process_never_prints_the_secret_it_was_given(database_url: str) -> None:
     secret = "do-not-print-me-0123456789"
     environment = service_environment(database_url, SECRET_KEY=secret, PORT="not-a-port")

@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from .support import http_get, http_request, service_environment, web_process
+
+pytestmark = pytest.mark.processes
 
 # The service's connections carry this name, so the test ends theirs and nobody else's.
 APPLICATION_NAME = "connections-under-test"

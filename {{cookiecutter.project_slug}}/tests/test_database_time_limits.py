@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection, create_engine, make_url, text
 
 from .support import (
@@ -28,6 +29,8 @@ from .support import (
     waits_for_lock,
     web_process,
 )
+
+pytestmark = pytest.mark.processes
 
 BOUND_SECONDS = 1
 # Added to a bound for a busy machine: a 503 may come late, but not this late, nor early.

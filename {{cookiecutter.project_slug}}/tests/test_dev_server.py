@@ -10,6 +10,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .support import (
     PROJECT_ROOT,
     SERVICE_VARIABLES,
@@ -22,6 +24,8 @@ from .support import (
     wait_for,
     wait_until_serving,
 )
+
+pytestmark = pytest.mark.processes
 
 RELEASE = "flask-run-debug-test"
 

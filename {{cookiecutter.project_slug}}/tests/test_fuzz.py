@@ -14,10 +14,9 @@ from {{ cookiecutter.package_name }}.config import Settings
 from .support import count_todos
 
 # The client and the database are shared by the examples of one test on purpose:
-# each example checks what it changed, not an absolute state.
-FUZZ = settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+# each example checks what it changed, not an absolute state. How many examples each test
+# tries is the Hypothesis profile's choice (tests/conftest.py).
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -33,6 +33,8 @@ from .support import (
     web_process,
 )
 
+pytestmark = pytest.mark.processes
+
 PROBLEM = "application/problem+json"
 WORKERS = 2
 MAX_CONTENT_LENGTH = 1024 * 1024

@@ -72,6 +72,7 @@ def test_configuring_twice_leaves_one_handler(settings: Settings) -> None:
     assert len(logging.getLogger().handlers) == 1
 
 
+@pytest.mark.processes
 def test_web_process_writes_only_json_lines_on_stdout_with_access_fields(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
@@ -42,6 +43,7 @@ def test_models_and_migrations_agree(database_url: str) -> None:
     command.check(alembic_config(database_url))
 
 
+@pytest.mark.processes
 def test_release_process_migrates_an_empty_database_and_is_idempotent(
     empty_database: str,
 ) -> None:
@@ -54,6 +56,7 @@ def test_release_process_migrates_an_empty_database_and_is_idempotent(
     assert "Running upgrade" not in second.stdout
 
 
+@pytest.mark.processes
 def test_web_process_never_imports_alembic(database_url: str) -> None:
     program = f"import sys; import {WSGI_MODULE}; print('alembic' in sys.modules)"
     result = subprocess.run(
@@ -68,6 +71,7 @@ def test_web_process_never_imports_alembic(database_url: str) -> None:
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.processes
 def test_the_release_is_not_cut_by_a_statement_timeout(empty_database: str) -> None:
     migrate(empty_database, "head")
     # PGOPTIONS stands for a server or role default of one second per statement.

@@ -43,6 +43,8 @@ from .support import (
 from .workers import worker_process
 {%- endif %}
 
+pytestmark = pytest.mark.processes
+
 
 def random_letters(count: int) -> str:
     """Letters only: no request id, timestamp or hex digest can contain them by chance."""

@@ -133,6 +133,7 @@ def access_line(service: RunningService, request_id: str) -> dict[str, object]:
     return dict(line)
 
 
+@pytest.mark.processes
 def test_gunicorn_sends_the_headers_and_no_server_banner(database_url: str, tmp_path: Path) -> None:
     environment = service_environment(database_url, WEB_CONCURRENCY="1")
     with web_process(environment, tmp_path) as service:
@@ -147,6 +148,7 @@ def test_gunicorn_sends_the_headers_and_no_server_banner(database_url: str, tmp_
         assert_security_headers(dict(answer.headers))
 
 
+@pytest.mark.processes
 def test_by_default_gunicorn_believes_no_proxy_header(database_url: str, tmp_path: Path) -> None:
     environment = service_environment(database_url, WEB_CONCURRENCY="1")
     with web_process(environment, tmp_path) as service:
@@ -156,6 +158,7 @@ def test_by_default_gunicorn_believes_no_proxy_header(database_url: str, tmp_pat
     assert access_line(service, "spoofed-1")["remote_addr"] == "127.0.0.1"
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("trusted", ["127.0.0.1", "*"])
 def test_a_proxy_in_forwarded_allow_ips_is_believed(
     database_url: str, tmp_path: Path, trusted: str

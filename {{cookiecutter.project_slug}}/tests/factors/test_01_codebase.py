@@ -9,6 +9,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from ..support import PROJECT_ROOT, service_environment
 
 
@@ -27,6 +29,7 @@ def git(*arguments: str, cwd: Path) -> str:
     return result.stdout
 
 
+@pytest.mark.processes
 def test_a_clone_of_the_committed_project_installs_and_passes_its_tests(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -66,6 +66,7 @@ def install_lock_offline(fresh: Path, lock: Path) -> subprocess.CompletedProcess
     return installed
 
 
+@pytest.mark.processes
 def test_a_fresh_environment_from_the_lock_alone_is_consistent_and_imports_the_app(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -84,6 +85,7 @@ def test_a_fresh_environment_from_the_lock_alone_is_consistent_and_imports_the_a
     assert imported.returncode == 0, imported.stderr
 
 
+@pytest.mark.processes
 def test_every_imported_package_is_declared_and_every_declared_one_used() -> None:
     result = run([VENV_BIN / "deptry", "."], cwd=PROJECT_ROOT, env={**os.environ, "NO_COLOR": "1"})
     assert result.returncode == 0, result.stdout + result.stderr

@@ -21,6 +21,7 @@ REQUIRED = sorted(required_environment("postgresql://unused"))
 PACKAGE = PROJECT_ROOT / "src" / "{{ cookiecutter.package_name }}"
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("variable", REQUIRED)
 @pytest.mark.parametrize("problem", ["missing", "malformed"])
 def test_a_missing_or_malformed_required_variable_stops_the_process_naming_it(
@@ -39,6 +40,7 @@ def test_a_missing_or_malformed_required_variable_stops_the_process_naming_it(
     assert TEST_SECRET_KEY not in result.stdout + result.stderr
 
 
+@pytest.mark.processes
 def test_secrets_can_come_from_mounted_files(database_url: str, tmp_path: Path) -> None:
     secret_file = tmp_path / "secret_key"
     secret_file.write_text("a-secret-mounted-from-a-file\n")

@@ -18,6 +18,8 @@ from ..support import (
     web_process,
 )
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture
 def second_database(admin_url: URL) -> Iterator[str]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ..support import PROJECT_ROOT, http_get, run_process, service_environment, web_process
+
+pytestmark = pytest.mark.processes
 
 RELEASE = "2026.11.29-abc1234"
 CODE_DIRECTORIES = ("src", "migrations")

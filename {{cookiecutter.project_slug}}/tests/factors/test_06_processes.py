@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ..support import http_get, http_request, service_environment, web_process
+
+pytestmark = pytest.mark.processes
 
 
 def todo(url: str) -> dict[str, Any]:

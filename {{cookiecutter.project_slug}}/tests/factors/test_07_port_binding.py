@@ -6,9 +6,12 @@ import json
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from ..support import PROJECT_ROOT, http_get, procfile_command, service_environment, web_process
 
 
+@pytest.mark.processes
 def test_the_web_line_serves_on_the_port_it_is_given(database_url: str, tmp_path: Path) -> None:
     environment = service_environment(database_url, WEB_CONCURRENCY="1")
     with web_process(environment, tmp_path) as first, web_process(environment, tmp_path) as second:

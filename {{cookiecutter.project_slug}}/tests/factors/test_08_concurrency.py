@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-{%- if cookiecutter.worker == "celery" %}
 
+import pytest
+{%- if cookiecutter.worker == "celery" %}
 from flask.testing import FlaskClient
 {%- endif %}
 
@@ -24,6 +25,7 @@ from ..workers import worker_process
 PROCESS_TYPES = {"web", "release"{% if cookiecutter.worker == "celery" %}, "worker"{% endif %}}
 
 
+@pytest.mark.processes
 def test_web_concurrency_sets_the_number_of_worker_processes(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from ..support import (
@@ -27,6 +28,8 @@ from ..support import (
     wait_until_serving,
     web_process,
 )
+
+pytestmark = pytest.mark.processes
 
 # Generous on purpose: it catches a start that hangs, not one that is slow on a busy machine.
 START_BOUND_SECONDS = 20

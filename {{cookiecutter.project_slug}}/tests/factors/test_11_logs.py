@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ..support import PROJECT_ROOT, http_get, http_request, service_environment, web_process
 
 CONTRACT_FIELDS = {"timestamp", "level", "logger", "message", "request_id", "release"}
@@ -20,6 +22,7 @@ FILE_LOGGING = {
 }
 
 
+@pytest.mark.processes
 def test_every_stdout_line_of_the_web_process_is_a_json_event(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from ..support import (
@@ -18,6 +19,8 @@ from ..support import (
     service_environment,
     web_process,
 )
+
+pytestmark = pytest.mark.processes
 
 
 def schema(database_url: str) -> tuple[set[str], list[str]]:
