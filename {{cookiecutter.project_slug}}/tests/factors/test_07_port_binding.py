@@ -8,7 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from ..support import PROJECT_ROOT, http_get, procfile_command, service_environment, web_process
+from ..support import (
+    PROJECT_ROOT,
+    RunningService,
+    http_get,
+    procfile_command,
+    service_environment,
+    web_process,
+)
+
+
+def listening_addresses(service: RunningService) -> list[str]:
+    """The addresses the server says, in its log, that it listens at."""
+    messages = [json.loads(line)["message"] for line in service.stdout_lines()]
+    return [message.split()[2] for message in messages if message.startswith("Listening at: ")]
 
 
 @pytest.mark.processes
@@ -19,6 +32,10 @@ def test_the_web_line_serves_on_the_port_it_is_given(database_url: str, tmp_path
         for service in (first, second):
             status, body = http_get(f"{service.base_url}/healthz")
             assert (status, json.loads(body)) == (200, {"status": "ok"})
+    # On every interface: in a container, one bound to 127.0.0.1 is out of the router's reach.
+    for service in (first, second):
+        port = service.base_url.rsplit(":", 1)[1]
+        assert listening_addresses(service) == [f"http://0.0.0.0:{port}"]
 
 
 def test_the_http_server_is_a_declared_dependency_not_an_external_one() -> None:

@@ -22,6 +22,8 @@ SKIPPED_DIRECTORIES = {
     ".ruff_cache",
     "__pycache__",
 }
+GUIDE = PROJECT_ROOT / "docs" / "twelve-factors.md"
+DIFF_BLOCK = re.compile(r"^```diff\n.*?^```$", re.MULTILINE | re.DOTALL)
 
 
 def project_files() -> list[Path]:
@@ -36,6 +38,12 @@ def project_files() -> list[Path]:
     return files
 
 
+def searchable_text(path: Path) -> str:
+    """A file's text, less the factor guide's exercise diffs, which break this on purpose."""
+    text = path.read_bytes().decode(errors="replace")
+    return DIFF_BLOCK.sub("", text) if path == GUIDE else text
+
+
 def test_tests_run_on_postgresql(database_url: str) -> None:
     assert make_url(DEFAULT_TEST_DATABASE_URL).get_backend_name() == "postgresql"
     assert make_url(database_url).get_backend_name() == "postgresql"
@@ -45,7 +53,7 @@ def test_no_other_database_engine_is_named_anywhere() -> None:
     offenders = [
         str(path.relative_to(PROJECT_ROOT))
         for path in project_files()
-        if OTHER_DATABASE in path.read_bytes().decode(errors="replace").lower()
+        if OTHER_DATABASE in searchable_text(path).lower()
     ]
     assert offenders == []
 
