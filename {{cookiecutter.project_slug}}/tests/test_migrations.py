@@ -18,6 +18,8 @@ from .support import (
     procfile_command,
     run_process,
     service_environment,
+    wait_for,
+    waits_for_lock,
 )
 
 
@@ -80,7 +82,7 @@ def test_the_release_is_not_cut_by_a_statement_timeout(empty_database: str) -> N
     )
     engine = create_engine(empty_database)
     with engine.connect() as blocker:
-        # Another session holds a lock the release needs, for three times that second.
+        # Another session holds a lock the release needs, for longer than that second.
         blocker.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
         release = subprocess.Popen(
             procfile_command("release"),
@@ -90,7 +92,12 @@ def test_the_release_is_not_cut_by_a_statement_timeout(empty_database: str) -> N
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3)
+        # Counted from the moment it waits, not from its start, which may take long.
+        wait_for(
+            lambda: release.poll() is not None or waits_for_lock(empty_database),
+            "the release to wait for the lock",
+        )
+        time.sleep(1.5)
         still_waiting = release.poll() is None
         blocker.rollback()
     _, stderr = release.communicate(timeout=60)
