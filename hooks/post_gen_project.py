@@ -26,9 +26,12 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("celery",),
         (
             "src/{package_name}/archive.py",
+            "src/{package_name}/options/task_queue.py",
             "src/{package_name}/tasks.py",
             "src/{package_name}/worker.py",
             "migrations/versions/20261129_0002_archive_todos.py",
+            "tests/factors/test_08_concurrency_of_tasks.py",
+            "tests/option_task_queue.py",
             "tests/test_worker.py",
             "tests/workers.py",
         ),

@@ -5,24 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy import URL, Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .support import (
-{%- if cookiecutter.worker == "celery" %}
-    TEST_REDIS_URL,
-{%- endif %}
-    TEST_SECRET_KEY,
-    temporary_database,
-)
+from .support import TEST_SECRET_KEY, option_environment, temporary_database
+
+# Each option chosen for this project brings its test settings and fixtures in a plugin of
+# its own, tests/option_<name>.py.
+pytest_plugins = sorted(f"tests.{path.stem}" for path in Path(__file__).parent.glob("option_*.py"))
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -115,22 +114,41 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         secret_key=TEST_SECRET_KEY,
-{%- if cookiecutter.worker == "celery" %}
-        redis_url=TEST_REDIS_URL,
-{%- endif %}
         release_id="test-release",
         log_format="json",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def option_variables() -> Iterator[None]:
+    """The variables the chosen options require, set here for the apps the tests build.
+
+    An option reads its own settings from the environment when it joins the app.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in option_environment().items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def cleaning_engine(database_url: str) -> Iterator[Engine]:
+    """One pool for emptying the tables between tests, rather than a new connection each time.
+
+    It checks a connection before use: some tests end every connection to the database.
+    """
+    engine = create_engine(database_url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(autouse=True)
 def empty_todos(request: pytest.FixtureRequest) -> None:
     """Every test that uses the database starts with no todos."""
     if "database_url" in request.fixturenames:
-        engine = create_engine(request.getfixturevalue("database_url"))
+        engine: Engine = request.getfixturevalue("cleaning_engine")
         with engine.begin() as connection:
             connection.execute(text("TRUNCATE todos RESTART IDENTITY"))
-        engine.dispose()
 
 
 @pytest.fixture

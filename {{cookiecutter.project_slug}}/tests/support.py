@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Connection, create_engine, text
 
-from {{ cookiecutter.package_name }}.config import SECRET_VARIABLES, Settings
+from {{ cookiecutter.package_name }}.config import OPTION_SETTINGS, EnvironmentSettings, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The module the web process serves, as the Procfile names it.
@@ -30,10 +30,6 @@ WSGI_MODULE = "{{ cookiecutter.package_name }}.wsgi"
 VENV_BIN = Path(sys.executable).parent
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
-{%- if cookiecutter.worker == "celery" %}
-# A Redis database the tests may empty; point TEST_REDIS_URL elsewhere to protect yours.
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-{%- endif %}
 
 
 def revised(settings: Settings, **changes: object) -> Settings:
@@ -130,10 +126,46 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-# Every variable the service reads; tests set them explicitly, never inherit them.
-SERVICE_VARIABLES = frozenset(
-    {name.upper() for name in Settings.model_fields} | {f"{name}_FILE" for name in SECRET_VARIABLES}
-)
+def variables_of(model: type[EnvironmentSettings]) -> set[str]:
+    """The environment variables a settings model reads, <NAME>_FILE ones included."""
+    return {name.upper() for name in model.model_fields} | {
+        f"{name}_FILE" for name in model.secret_variables
+    }
+
+
+# Every variable the service reads, its chosen options' included; tests set them explicitly,
+# never inherit them.
+SERVICE_VARIABLES = frozenset(variables_of(Settings).union(*map(variables_of, OPTION_SETTINGS)))
+
+
+@dataclass(frozen=True)
+class OptionTests:
+    """What an option chosen for this project adds to the tests of the whole service.
+
+    The option's test plugin (tests/option_<name>.py, which conftest.py loads) registers
+    one with add_option_tests, so that no module shared by every project names the option.
+    """
+
+    # Test values of the variables without which no process starts once the option is in.
+    environment: Mapping[str, str]
+    # Those variables again, each secret carrying the given (percent-encoded) password.
+    with_password: Callable[[str], Mapping[str, str]]
+    process_types: frozenset[str] = field(default_factory=frozenset)
+    # Requests that name a todo by its id, as b"METHOD /path/%s".
+    todo_routes: tuple[bytes, ...] = ()
+
+
+OPTION_TESTS: list[OptionTests] = []
+
+
+def add_option_tests(option: OptionTests) -> None:
+    """Make an option's variables, processes and routes part of every test that lists them."""
+    OPTION_TESTS.append(option)
+
+
+def option_environment() -> dict[str, str]:
+    """Test values of the variables the chosen options require."""
+    return {name: value for option in OPTION_TESTS for name, value in option.environment.items()}
 
 
 def required_environment(database_url: str) -> dict[str, str]:
@@ -141,9 +173,7 @@ def required_environment(database_url: str) -> dict[str, str]:
     return {
         "DATABASE_URL": database_url,
         "SECRET_KEY": TEST_SECRET_KEY,
-{%- if cookiecutter.worker == "celery" %}
-        "REDIS_URL": TEST_REDIS_URL,
-{%- endif %}
+        **option_environment(),
     }
 
 

@@ -18,14 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-{%- if cookiecutter.worker == "celery" %}
-import redis
-{%- endif %}
 
 from .support import (
-{%- if cookiecutter.worker == "celery" %}
-    TEST_REDIS_URL,
-{%- endif %}
     VENV_BIN,
     RunningService,
     http_get,
@@ -119,12 +113,6 @@ def service(database_url: str, tmp_path: Path) -> Iterator[RunningService]:
     """The web process, as the Procfile starts it, on a free port of 127.0.0.1."""
     with web_process(service_environment(database_url), tmp_path) as running:
         yield running
-{%- if cookiecutter.worker == "celery" %}
-    # Nothing takes the archive tasks the run enqueued; leave none for the worker tests.
-    broker = redis.Redis.from_url(TEST_REDIS_URL)
-    broker.delete("celery")
-    broker.close()
-{%- endif %}
 
 
 def test_the_api_keeps_every_promise_of_its_openapi_document(

@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from .support import (
+    OPTION_TESTS,
     RunningService,
     child_pids,
     http_get,
@@ -415,9 +416,7 @@ ID_ROUTES = [
     b"GET /api/todos/%s",
     b"DELETE /api/todos/%s",
     b"PATCH /api/todos/%s",
-{%- if cookiecutter.worker == "celery" %}
-    b"POST /api/todos/%s/archive",
-{%- endif %}
+    *(route for option in OPTION_TESTS for route in option.todo_routes),
 ]
 
 

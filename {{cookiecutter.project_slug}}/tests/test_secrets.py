@@ -18,15 +18,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-{%- if cookiecutter.worker == "celery" %}
-import redis
-{%- endif %}
 from sqlalchemy import URL, create_engine, text
 
 from .support import (
-{%- if cookiecutter.worker == "celery" %}
-    TEST_REDIS_URL,
-{%- endif %}
+    OPTION_TESTS,
     Exchange,
     RunningService,
     free_port,
@@ -34,14 +29,8 @@ from .support import (
     run_flask_command,
     run_process,
     service_environment,
-{%- if cookiecutter.worker == "celery" %}
-    wait_for,
-{%- endif %}
     web_process,
 )
-{%- if cookiecutter.worker == "celery" %}
-from .workers import worker_process
-{%- endif %}
 
 pytestmark = pytest.mark.processes
 
@@ -62,11 +51,12 @@ SECRET_FORMS = {
     "the password, however encoded": PASSWORD_CORE,
     "SECRET_KEY": SECRET_KEY,
 }
-{%- if cookiecutter.worker == "celery" %}
-# The same password for Redis's default user, which accepts any while it has none (as in a
-# fresh Redis; TEST_REDIS_URL must then carry no credentials of its own).
-REDIS_URL = TEST_REDIS_URL.replace("redis://", f"redis://default:{ENCODED_PASSWORD}@", 1)
-{%- endif %}
+# The chosen options' secrets carry the same password.
+OPTION_SECRETS = {
+    name: value
+    for option in OPTION_TESTS
+    for name, value in option.with_password(ENCODED_PASSWORD).items()
+}
 
 SHAPES = {
     "postgres://": ("postgres", "environment"),
@@ -174,9 +164,7 @@ def secret_environment(
     environment = service_environment(
         database_url,
         SECRET_KEY=SECRET_KEY,
-{%- if cookiecutter.worker == "celery" %}
-        REDIS_URL=REDIS_URL,
-{%- endif %}
+        **OPTION_SECRETS,
         WEB_CONCURRENCY="1",
         MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH),
         **overrides,
@@ -332,39 +320,3 @@ def test_show_config_masks_every_secret(role: Role, shape: tuple[str, str], tmp_
     assert result.returncode == 0, result.stderr
     assert f"{role.name}:***@" in result.stdout
     assert_nothing_leaked(transcript)
-{%- if cookiecutter.worker == "celery" %}
-
-
-@pytest.fixture
-def empty_redis() -> Iterator[None]:
-    """An empty broker for the test, emptied again afterwards."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield
-    client.flushdb()
-    client.close()
-
-
-@pytest.mark.usefixtures("empty_redis")
-def test_the_worker_never_shows_a_secret(role: Role, tmp_path: Path) -> None:
-    database_url = role.url("postgresql")
-    environment = secret_environment(database_url, "environment", tmp_path / "secrets")
-    transcript = Transcript()
-    release = run_process("release", environment)
-    transcript.add_process("release", release)
-    assert release.returncode == 0, release.stderr
-    with (
-        worker_process(
-            database_url, tmp_path, "secrets", SECRET_KEY=SECRET_KEY, REDIS_URL=REDIS_URL
-        ) as worker,
-        web_process(environment, tmp_path) as service,
-    ):
-        created = call(transcript, service, "POST", "/api/todos", 201, b'{"title": "t"}', JSON)
-        todo_id = int(str(created.header("Location")).rsplit("/", 1)[-1])
-        call(transcript, service, "POST", f"/api/todos/{todo_id}/archive", 202)
-        wait_for(lambda: todo_id in worker.archived_todo_ids(), "the worker to archive the todo")
-    transcript.add_service("web", service)
-    transcript.add("worker stdout", worker.stdout_path.read_bytes())
-    transcript.add("worker stderr", (tmp_path / "secrets.err").read_bytes())
-    assert_nothing_leaked(transcript)
-{%- endif %}

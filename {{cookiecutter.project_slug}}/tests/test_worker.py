@@ -7,7 +7,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,35 +16,27 @@ from flask.testing import FlaskClient
 from sqlalchemy import URL, create_engine, text
 
 from {{ cookiecutter.package_name }} import create_app
-from {{ cookiecutter.package_name }}.config import (
-    ConfigError,
-    Settings,
-    load_settings,
-)
+from {{ cookiecutter.package_name }}.config import ConfigError, Settings
+from {{ cookiecutter.package_name }}.options.task_queue import TaskQueueSettings
 from {{ cookiecutter.package_name }}.tasks import archive_todo
 
+from . import test_secrets
+from .option_task_queue import TEST_REDIS_URL
 from .support import (
-    TEST_REDIS_URL,
     WAIT_SECONDS,
     create_database,
     drop_database,
     migrate,
-    revised,
     row_locked,
+    run_process,
+    service_environment,
     update_waits_for_lock,
     wait_for,
+    web_process,
 )
 from .workers import ARCHIVED, HARD_TIME_LIMIT, RETRY, SOFT_TIME_LIMIT, worker_process
 
-
-@pytest.fixture(autouse=True)
-def empty_redis() -> Iterator[None]:
-    """An empty broker and result store for every test."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield
-    client.flushdb()
-    client.close()
+pytestmark = pytest.mark.usefixtures("empty_task_queue")
 
 
 def create_todos(client: FlaskClient, count: int) -> list[int]:
@@ -86,8 +77,11 @@ def test_archiving_an_unknown_todo_is_404_and_enqueues_nothing(client: FlaskClie
     assert redis.Redis.from_url(TEST_REDIS_URL).llen("celery") == 0
 
 
-def test_a_broker_that_is_down_gives_503(settings: Settings) -> None:
-    app = create_app(revised(settings, redis_url="redis://127.0.0.1:1/0"))
+def test_a_broker_that_is_down_gives_503(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    app = create_app(settings)
     client = app.test_client()
     (todo_id,) = create_todos(client, 1)
     response = client.post(f"/api/todos/{todo_id}/archive")
@@ -97,10 +91,24 @@ def test_a_broker_that_is_down_gives_503(settings: Settings) -> None:
     assert ready["checks"] == {"database": "ok", "redis": "unavailable"}
 
 
+@pytest.mark.processes
+@pytest.mark.parametrize("process_type", ["web", "worker"])
+def test_a_process_without_redis_url_stops_at_once_naming_it(
+    database_url: str, process_type: str
+) -> None:
+    environment = service_environment(database_url)
+    del environment["REDIS_URL"]
+    result = run_process(process_type, environment)
+    assert result.returncode == 1
+    assert "configuration error: REDIS_URL is required but not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_readyz_checks_redis(client: FlaskClient) -> None:
     assert client.get("/readyz").get_json()["checks"] == {"database": "ok", "redis": "ok"}
 
 
+@pytest.mark.processes
 def test_api_enqueues_and_a_real_worker_process_archives(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -119,6 +127,7 @@ def test_api_enqueues_and_a_real_worker_process_archives(
     assert archived["release"]
 
 
+@pytest.mark.processes
 def test_sigterm_lets_the_worker_finish_the_task_in_hand_and_exit_zero(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -138,6 +147,7 @@ def test_sigterm_lets_the_worker_finish_the_task_in_hand_and_exit_zero(
     assert archived_ids(database_url) == {todo_id}
 
 
+@pytest.mark.processes
 def test_two_workers_share_many_tasks_and_each_takes_effect_once(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -185,11 +195,9 @@ def broker_holds_no_message() -> bool:
         ({"broker_visibility_timeout": 300}, "BROKER_VISIBILITY_TIMEOUT must be longer than"),
     ],
 )
-def test_task_time_limits_out_of_order_are_refused(
-    settings: Settings, limits: dict[str, int], problem: str
-) -> None:
+def test_task_time_limits_out_of_order_are_refused(limits: dict[str, int], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
-        load_settings(**{**settings.model_dump(), **limits})
+        TaskQueueSettings.load(**limits)
 
 
 def test_the_web_process_leaves_the_time_limits_to_the_worker(client: FlaskClient) -> None:
@@ -200,6 +208,7 @@ def test_the_web_process_leaves_the_time_limits_to_the_worker(client: FlaskClien
     assert message["headers"]["timelimit"] == [None, None]
 
 
+@pytest.mark.processes
 def test_a_task_stuck_in_a_database_call_is_killed_at_the_hard_limit_and_the_worker_goes_on(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -227,6 +236,7 @@ def test_a_task_stuck_in_a_database_call_is_killed_at_the_hard_limit_and_the_wor
     assert archived_ids(database_url) == {next_id}
 
 
+@pytest.mark.processes
 def test_a_task_over_its_soft_limit_gets_the_exception_rolls_back_and_is_retried(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -252,6 +262,7 @@ def test_a_task_over_its_soft_limit_gets_the_exception_rolls_back_and_is_retried
     assert archived_ids(database_url) == {todo_id}
 
 
+@pytest.mark.processes
 def test_a_task_blocked_past_the_lock_timeout_ends_by_itself_and_is_retried(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -273,6 +284,7 @@ def test_a_task_blocked_past_the_lock_timeout_ends_by_itself_and_is_retried(
     assert archived_ids(database_url) == {todo_id}
 
 
+@pytest.mark.processes
 def test_sigterm_with_a_stuck_task_exits_zero_once_the_hard_limit_has_killed_it(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -295,6 +307,7 @@ def test_sigterm_with_a_stuck_task_exits_zero_once_the_hard_limit_has_killed_it(
     assert archived_ids(database_url) == set()
 
 
+@pytest.mark.processes
 def test_a_task_whose_worker_is_killed_midway_is_run_again_by_another(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
@@ -315,6 +328,7 @@ def test_a_task_whose_worker_is_killed_midway_is_run_again_by_another(
         assert archived_ids(database_url) == {todo_id}
 
 
+@pytest.mark.processes
 def test_a_task_retries_while_the_database_is_away_and_succeeds_once_it_is_back(
     app: Flask, admin_url: URL, tmp_path: Path
 ) -> None:
@@ -339,3 +353,37 @@ def test_a_task_retries_while_the_database_is_away_and_succeeds_once_it_is_back(
         assert archived_ids(late_url) == {1}
     finally:
         drop_database(admin_url, name)
+
+
+# The secrets tests' role fixture, for the worker's own secrets test below.
+role = test_secrets.role
+
+
+@pytest.mark.processes
+def test_the_worker_never_shows_a_secret(role: test_secrets.Role, tmp_path: Path) -> None:
+    database_url = role.url("postgresql")
+    environment = test_secrets.secret_environment(database_url, "environment", tmp_path / "secrets")
+    transcript = test_secrets.Transcript()
+    release = run_process("release", environment)
+    transcript.add_process("release", release)
+    assert release.returncode == 0, release.stderr
+    with (
+        worker_process(
+            database_url,
+            tmp_path,
+            "secrets",
+            SECRET_KEY=test_secrets.SECRET_KEY,
+            **test_secrets.OPTION_SECRETS,
+        ) as worker,
+        web_process(environment, tmp_path) as service,
+    ):
+        created = test_secrets.call(
+            transcript, service, "POST", "/api/todos", 201, b'{"title": "t"}', test_secrets.JSON
+        )
+        todo_id = int(str(created.header("Location")).rsplit("/", 1)[-1])
+        test_secrets.call(transcript, service, "POST", f"/api/todos/{todo_id}/archive", 202)
+        wait_for(lambda: todo_id in worker.archived_todo_ids(), "the worker to archive the todo")
+    transcript.add_service("web", service)
+    transcript.add("worker stdout", worker.stdout_path.read_bytes())
+    transcript.add("worker stderr", (tmp_path / "secrets.err").read_bytes())
+    test_secrets.assert_nothing_leaked(transcript)

@@ -7,11 +7,16 @@ from typing import TYPE_CHECKING
 from .__about__ import __version__
 from .config import Settings, settings_or_exit
 from .logging import configure_logging
+from .options import chosen_options
 
 if TYPE_CHECKING:
     from flask import Flask
 
 __all__ = ["__version__", "create_app"]
+
+# Every process imports this package first, so the chosen options join the data model and
+# the settings checked at start before anything reads either.
+CHOSEN_OPTIONS = chosen_options()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -19,23 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here rather than at the top so that gunicorn's master process and the
     # migrations, which need only config and logging, start without the web stack.
     from flask import Flask
-{% if cookiecutter.worker == "celery" %}
-    from . import (
-        api_docs,
-        archive,
-        cli,
-        db,
-        errors,
-        health,
-        openapi,
-        request_ids,
-        routing,
-        security_headers,
-        sessions,
-        tasks,
-        todos,
-    )
-{%- else %}
+
     from . import (
         api_docs,
         cli,
@@ -49,7 +38,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         sessions,
         todos,
     )
-{%- endif %}
 
     settings = settings or settings_or_exit(__name__)
     configure_logging(settings)
@@ -69,10 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(todos.blueprint)
-{%- if cookiecutter.worker == "celery" %}
-    tasks.init_app(app, settings)
-    app.register_blueprint(archive.blueprint)
-{%- endif %}
+    for option in CHOSEN_OPTIONS:
+        option.init_app(app)
     openapi.init_app(app)
     api_docs.init_app(app, settings)
     cli.init_app(app)

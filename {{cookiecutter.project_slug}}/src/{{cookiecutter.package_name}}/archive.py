@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from pydantic import BaseModel
 from spectree import Response as Responses
 
 from .errors import problem_response
 from .openapi import api, problems
-from .schemas import TaskAccepted
 from .tasks import archive_todo
 from .todos import find_todo
 
 blueprint = Blueprint("archive", __name__)
+
+
+class TaskAccepted(BaseModel):
+    """Body of a 202: the task that will do the work, and the resource it will change."""
+
+    task_id: str
+    todo_url: str
 
 
 @blueprint.errorhandler(BrokerUnavailable)

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NoReturn, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -17,16 +17,13 @@ from pydantic_settings import (
 )
 
 # Variables whose value may instead come from a mounted file named by <NAME>_FILE.
-SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY"{% if cookiecutter.worker == "celery" %}, "REDIS_URL"{% endif %})
+SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY")
 
 # Placeholder words that mark a SECRET_KEY nobody generated.
 PLACEHOLDER_SECRET_WORDS = ("changeme", "change-me", "change_me", "replace-me", "your-secret")
 SECRET_KEY_MIN_LENGTH = 16
 
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgres")
-{%- if cookiecutter.worker == "celery" %}
-REDIS_SCHEMES = ("redis://", "rediss://")
-{%- endif %}
 DRIVER_SCHEME = "postgresql+psycopg2"
 
 
@@ -37,6 +34,10 @@ class ConfigError(Exception):
 class FileSecretsSource(PydanticBaseSettingsSource):
     """Reads DATABASE_URL_FILE-style variables, so secrets can be mounted as files."""
 
+    def __init__(self, settings_cls: type[BaseSettings], secret_variables: tuple[str, ...]) -> None:
+        super().__init__(settings_cls)
+        self.secret_variables = secret_variables
+
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         """Unused: all values are gathered at once in __call__."""
         return None, field_name, False
@@ -44,7 +45,7 @@ class FileSecretsSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         """Return the secrets found in files, keyed by field name."""
         values: dict[str, Any] = {}
-        for variable in SECRET_VARIABLES:
+        for variable in self.secret_variables:
             path = os.environ.get(f"{variable}_FILE")
             if not path:
                 continue
@@ -59,10 +60,56 @@ class FileSecretsSource(PydanticBaseSettingsSource):
         return values
 
 
-class Settings(BaseSettings):
-    """Every knob the service has, one line each, with its type and default."""
+class EnvironmentSettings(BaseSettings):
+    """How every settings model of the service is read: the service's own, and an option's.
+
+    An option chosen when the service was generated declares its knobs in a model of its own
+    built on this one, so that this module stays the only reader of the environment.
+    """
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # The model's variables that may be given as <NAME>_FILE instead.
+    secret_variables: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then <NAME>_FILE; never a .env file."""
+        return init_settings, env_settings, FileSecretsSource(settings_cls, cls.secret_variables)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """Read and validate the settings, or raise ConfigError naming the first bad variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as error:
+            raise ConfigError(describe_validation_error(error)) from None
+
+    @classmethod
+    def load_or_exit(cls, program: str) -> Self:
+        """Load the settings for a process entry point; on error print one line and exit 1."""
+        try:
+            return cls.load()
+        except ConfigError as error:
+            exit_naming(program, error)
+
+
+# The settings models of the options chosen when the service was generated: an option's module
+# adds its own when imported (the package's __init__ imports them), and each is checked at start.
+OPTION_SETTINGS: list[type[EnvironmentSettings]] = []
+
+
+class Settings(EnvironmentSettings):
+    """Every knob the service has, one line each, with its type and default."""
+
+    secret_variables = SECRET_VARIABLES
 
     database_url: str = Field(description="PostgreSQL URL; postgres:// is accepted")
     secret_key: SecretStr = Field(description="Signs sessions; at least 16 characters")
@@ -91,29 +138,6 @@ class Settings(BaseSettings):
     database_pool_size: int | None = Field(
         default=None, ge=1, le=100, description="connections per process; default WEB_THREADS"
     )
-{%- if cookiecutter.worker == "celery" %}
-    redis_url: str = Field(description="Redis URL of the task broker and result store")
-    worker_concurrency: int = Field(default=2, ge=1, le=64)
-    task_time_limit: int = Field(default=300, ge=2, description="seconds before a task is killed")
-    task_soft_time_limit: int = Field(
-        default=270, ge=1, description="seconds before a task is told to stop and clean up"
-    )
-    broker_visibility_timeout: int = Field(
-        default=3600, ge=2, description="seconds before an unacknowledged task is redelivered"
-    )
-{%- endif %}
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Explicit values, then the environment, then <NAME>_FILE; never a .env file."""
-        return init_settings, env_settings, FileSecretsSource(settings_cls)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -150,25 +174,6 @@ class Settings(BaseSettings):
         # SQLAlchemy picks its driver from the scheme; this service ships psycopg2, and
         # Heroku-style postgres:// URLs would otherwise be refused.
         return f"{DRIVER_SCHEME}://{rest}"
-{%- if cookiecutter.worker == "celery" %}
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        if not value.startswith(REDIS_SCHEMES):
-            raise ValueError("must be a Redis URL such as redis://host:6379/0")
-        return value
-
-    @model_validator(mode="after")
-    def _task_limits_in_order(self) -> Settings:
-        # The soft limit comes first, so a task can clean up before the hard one kills it; a
-        # task still running when its visibility timeout ends would be run twice at once.
-        if self.task_soft_time_limit >= self.task_time_limit:
-            raise ValueError("TASK_SOFT_TIME_LIMIT must be shorter than TASK_TIME_LIMIT")
-        if self.broker_visibility_timeout <= self.task_time_limit:
-            raise ValueError("BROKER_VISIBILITY_TIMEOUT must be longer than TASK_TIME_LIMIT")
-        return self
-{%- endif %}
 
     @model_validator(mode="after")
     def _database_waits_end_before_the_worker_timeout(self) -> Settings:
@@ -195,11 +200,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings, or raise ConfigError naming the first bad variable."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error)) from None
+    """Read and validate the settings, or raise ConfigError naming the first bad variable.
+
+    The chosen options' settings are checked too, so that no process starts without them;
+    an option reads its own model again (EnvironmentSettings.load) where it needs the values.
+    """
+    settings = Settings.load(**overrides)
+    for option_settings in OPTION_SETTINGS:
+        option_settings.load()
+    return settings
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -221,5 +230,10 @@ def settings_or_exit(program: str) -> Settings:
     try:
         return load_settings()
     except ConfigError as error:
-        print(f"{program}: configuration error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_naming(program, error)
+
+
+def exit_naming(program: str, error: ConfigError) -> NoReturn:
+    """Stop a process that cannot start: one line naming the bad variable, exit status 1."""
+    print(f"{program}: configuration error: {error}", file=sys.stderr)
+    raise SystemExit(1) from None

@@ -41,7 +41,3 @@ class Todo(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
-{%- if cookiecutter.worker == "celery" %}
-    # Set once by the archive task (worker process); null until then.
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-{%- endif %}

@@ -15,9 +15,11 @@ from pydantic import (
     StringConstraints,
     field_serializer,
     field_validator,
+    model_validator,
 )
+from sqlalchemy import Row
 
-from .models import TITLE_MAX_LENGTH
+from .models import TITLE_MAX_LENGTH, Todo
 
 # The rules apply to the title as sent, so that the OpenAPI document states them exactly; it is
 # stored trimmed. It must hold a character that is not whitespace, and no control character
@@ -85,28 +87,43 @@ class TodoListQuery(BaseModel):
     )
 
 
-class TodoOut(BaseModel):
-    """A todo as the API shows it."""
+def utc_timestamp(value: datetime) -> str:
+    """A time as the API writes it: ISO 8601 in UTC, with a Z."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
-    model_config = ConfigDict(from_attributes=True)
+
+class TodoOut(BaseModel):
+    """A todo as the API shows it: every column of its row, any an option adds included."""
+
+    model_config = ConfigDict(extra="allow")
 
     id: int
     title: str
     done: bool
     created_at: AwareDatetime
     updated_at: AwareDatetime
-{%- if cookiecutter.worker == "celery" %}
-    archived_at: AwareDatetime | None = None
 
-    @field_serializer("created_at", "updated_at", "archived_at")
-    def _as_utc(self, value: datetime | None) -> str | None:
-        return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-{%- else %}
+    @model_validator(mode="before")
+    @classmethod
+    def _every_column(cls, todo: object) -> object:
+        if isinstance(todo, Row):
+            columns = dict(todo._mapping)
+        elif isinstance(todo, Todo):
+            columns = {
+                column.key: getattr(todo, column.key) for column in Todo.__mapper__.column_attrs
+            }
+        else:
+            return todo
+        # The columns declared here are checked and written by their field; another (an
+        # option's) is shown as it is, a time in the same form as these.
+        for name, value in columns.items():
+            if name not in cls.model_fields and isinstance(value, datetime):
+                columns[name] = utc_timestamp(value)
+        return columns
 
     @field_serializer("created_at", "updated_at")
     def _as_utc(self, value: datetime) -> str:
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-{%- endif %}
+        return utc_timestamp(value)
 
 
 class TodoPage(BaseModel):
@@ -147,15 +164,6 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-{% if cookiecutter.worker == "celery" -%}
-class TaskAccepted(BaseModel):
-    """Body of a 202: the task that will do the work, and the resource it will change."""
-
-    task_id: str
-    todo_url: str
-
-
-{% endif -%}
 class VersionOut(BaseModel):
     """Body of GET /version."""
 

@@ -13,10 +13,10 @@ from flask import Flask
 from sqlalchemy import func, update
 from sqlalchemy.exc import OperationalError
 
-from .config import Settings
 from .db import READINESS_CHECKS, get_session
 from .logging import bind_log_context, log_context, reset_log_context
 from .models import Todo
+from .options.task_queue import ARCHIVED_AT, TaskQueueSettings
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_RETRIES = 5
 RETRY_BACKOFF_MAX_SECONDS = 60
 
 
-def init_app(app: Flask, settings: Settings) -> Celery[Task[Any, Any]]:
+def init_app(app: Flask, settings: TaskQueueSettings) -> Celery[Task[Any, Any]]:
     """Make the Celery app of this process; each task runs inside an app context of `app`."""
 
     class FlaskTask(Task[Any, Any]):
@@ -99,8 +99,8 @@ def archive_todo(todo_id: int) -> bool:
     session = get_session()
     archived = session.execute(
         update(Todo)
-        .where(Todo.id == todo_id, Todo.archived_at.is_(None))
-        .values(archived_at=func.now())
+        .where(Todo.id == todo_id, ARCHIVED_AT.is_(None))
+        .values({ARCHIVED_AT: func.now()})
         .returning(Todo.id)
     ).first()
     session.commit()

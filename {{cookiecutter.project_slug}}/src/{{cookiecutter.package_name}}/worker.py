@@ -14,17 +14,19 @@ from flask import Flask
 from . import db, tasks
 from .config import settings_or_exit
 from .logging import configure_logging
+from .options.task_queue import TaskQueueSettings
 
 settings = settings_or_exit("celery")
+queue_settings = TaskQueueSettings.load_or_exit("celery")
 flask_app = Flask(__name__)
 flask_app.extensions["settings"] = settings
 db.init_app(flask_app, settings)
-celery_app = tasks.init_app(flask_app, settings)
+celery_app = tasks.init_app(flask_app, queue_settings)
 # The limits are set here, in the worker alone: a limit configured where a task is enqueued
 # travels in the message and wins over the worker's, so the web process must not set one.
 celery_app.conf.update(
-    task_soft_time_limit=settings.task_soft_time_limit,
-    task_time_limit=settings.task_time_limit,
+    task_soft_time_limit=queue_settings.task_soft_time_limit,
+    task_time_limit=queue_settings.task_time_limit,
     # Only the prefork pool kills a task stuck in C code (a blocked database call, which
     # the soft limit cannot interrupt) at the hard limit: solo, threads and gevent do not.
     worker_pool="prefork",

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-{%- if cookiecutter.worker == "celery" %}
-from flask.testing import FlaskClient
-{%- endif %}
 
 from ..support import (
+    OPTION_TESTS,
     PROJECT_ROOT,
     child_pids,
     http_get,
@@ -18,11 +16,8 @@ from ..support import (
     wait_for,
     web_process,
 )
-{%- if cookiecutter.worker == "celery" %}
-from ..workers import worker_process
-{%- endif %}
 
-PROCESS_TYPES = {"web", "release"{% if cookiecutter.worker == "celery" %}, "worker"{% endif %}}
+PROCESS_TYPES = {"web", "release"}.union(*(option.process_types for option in OPTION_TESTS))
 
 
 @pytest.mark.processes
@@ -49,23 +44,3 @@ def test_the_procfile_declares_every_process_type() -> None:
         if line.strip()
     }
     assert declared == PROCESS_TYPES
-{%- if cookiecutter.worker == "celery" %}
-
-
-def test_two_worker_processes_both_take_tasks(
-    client: FlaskClient, database_url: str, tmp_path: Path
-) -> None:
-    todo_ids = [
-        client.post("/api/todos", json={"title": f"todo {number}"}).get_json()["id"]
-        for number in range(20)
-    ]
-    with (
-        worker_process(database_url, tmp_path, "one") as one,
-        worker_process(database_url, tmp_path, "two") as two,
-    ):
-        for todo_id in todo_ids:
-            assert client.post(f"/api/todos/{todo_id}/archive").status_code == 202
-        wait_for(lambda: one.tasks_done() + two.tasks_done() == 20, "all 20 archive tasks")
-    assert one.tasks_done() > 0
-    assert two.tasks_done() > 0
-{%- endif %}
