@@ -6,7 +6,8 @@ the browser's console. A screenshot of the page is saved among the test artifact
 $TEST_ARTIFACTS_DIR if set, else test-artifacts/ in the project.
 
 Playwright never downloads a browser here: it drives /usr/bin/chromium, which this test
-installs with apt-get when it runs as root and the browser is missing. Elsewhere it skips
+installs with apt-get when it runs as root and the browser is missing, or the Chromium-family
+browser at TEST_BROWSER (GitHub's runners have /usr/bin/google-chrome). Elsewhere it skips
 saying why, unless TEST_REQUIRE_BROWSER=1 makes that a failure (the template's own runs
 set it).
 """
@@ -85,7 +86,12 @@ def install_chromium() -> None:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """The path of Debian's chromium, installed first if this process may."""
+    """The browser at TEST_BROWSER, or Debian's chromium, installed first if this process may."""
+    chosen = os.environ.get("TEST_BROWSER")
+    if chosen:
+        if not Path(chosen).is_file():
+            no_browser(f"TEST_BROWSER={chosen} names no file")
+        return chosen
     if not Path(CHROMIUM).exists():
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             no_browser(
