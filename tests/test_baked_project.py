@@ -38,7 +38,7 @@ TEXT_ONLY_QUESTIONS = {"ci", "kubernetes", "license", "postgres_version"}
 
 # `make install` uses uv when it is on PATH, and venv + pip otherwise. The default answers
 # are installed as on a fresh machine with Python, pip and make but no uv anywhere on PATH;
-# every other variant (and tests/test_factor_breakage.py's default project) uses uv.
+# every other variant (and tests/test_factor_exercises.py's default project) uses uv.
 FULL_SUITE_VARIANTS = [
     pytest.param(
         {"python_version": DEFAULT_PYTHON}, False, id=f"python-{DEFAULT_PYTHON}-without-uv"
