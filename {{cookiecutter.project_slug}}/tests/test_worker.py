@@ -71,6 +71,13 @@ def test_archive_task_run_twice_has_the_effect_of_once(app: Flask, client: Flask
     assert client.get(f"/api/todos/{todo_id}").get_json()["archived_at"] is not None
 
 
+def test_the_api_document_says_archived_at_is_a_time_or_null(client: FlaskClient) -> None:
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    assert schemas["TodoOut"]["properties"]["archived_at"] == {
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]
+    }
+
+
 def test_archiving_an_unknown_todo_is_404_and_enqueues_nothing(client: FlaskClient) -> None:
     response = client.post("/api/todos/999999/archive")
     assert response.status_code == 404

@@ -13,11 +13,11 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    TypeAdapter,
     field_serializer,
     field_validator,
     model_validator,
 )
-from sqlalchemy import Row
 
 from .models import TITLE_MAX_LENGTH, Todo
 
@@ -92,10 +92,22 @@ def utc_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def document_every_column(schema: dict[str, Any]) -> None:
+    """Put in the OpenAPI document the columns of a todo that an option adds, typed as such."""
+    for name in ADDED_COLUMNS:
+        column = Todo.__table__.columns[name]
+        shown = TypeAdapter(column.type.python_type).json_schema()
+        if column.nullable:
+            shown = {"anyOf": [shown, {"type": "null"}]}
+        schema["properties"][name] = shown
+
+
 class TodoOut(BaseModel):
     """A todo as the API shows it: every column of its row, any an option adds included."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        from_attributes=True, extra="allow", json_schema_extra=document_every_column
+    )
 
     id: int
     title: str
@@ -105,25 +117,29 @@ class TodoOut(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _every_column(cls, todo: object) -> object:
-        if isinstance(todo, Row):
-            columns = dict(todo._mapping)
-        elif isinstance(todo, Todo):
-            columns = {
-                column.key: getattr(todo, column.key) for column in Todo.__mapper__.column_attrs
-            }
-        else:
+    def _with_added_columns(cls, todo: object) -> object:
+        # With no column added, pydantic reads the fields off the row itself (from_attributes),
+        # quicker than building a dict here for every todo of every answer.
+        if not ADDED_COLUMNS or isinstance(todo, dict):
             return todo
-        # The columns declared here are checked and written by their field; another (an
-        # option's) is shown as it is, a time in the same form as these.
-        for name, value in columns.items():
-            if name not in cls.model_fields and isinstance(value, datetime):
-                columns[name] = utc_timestamp(value)
-        return columns
+        values = {name: getattr(todo, name) for name in DECLARED_COLUMNS}
+        # An added column is shown as it is, a time in the same form as the declared ones.
+        for name in ADDED_COLUMNS:
+            value = getattr(todo, name)
+            values[name] = utc_timestamp(value) if isinstance(value, datetime) else value
+        return values
 
     @field_serializer("created_at", "updated_at")
     def _as_utc(self, value: datetime) -> str:
         return utc_timestamp(value)
+
+
+DECLARED_COLUMNS = tuple(TodoOut.model_fields)
+# The columns of the todos table that TodoOut does not declare: those the chosen options add.
+# (A column's key is SQLAlchemy's subclass of str, which the OpenAPI document cannot copy.)
+ADDED_COLUMNS = tuple(
+    str(column.key) for column in Todo.__table__.columns if column.key not in DECLARED_COLUMNS
+)
 
 
 class TodoPage(BaseModel):
