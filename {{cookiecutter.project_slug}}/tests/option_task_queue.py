@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -18,21 +19,38 @@ from .support import OptionTests, add_option_tests
 # 15 for gw0 and for a run without xdist, then 13 down to 1. The benchmark uses 14; 0 is where
 # everyone's local data lives by default.
 TEST_REDIS_DATABASES = (15, *range(13, 0, -1))
+DEFAULT_TEST_REDIS_SERVER = "redis://127.0.0.1:6379"
+
+
+def test_redis_server() -> str:
+    """The Redis the tests may use: TEST_REDIS_URL, or the local one."""
+    return os.environ.get("TEST_REDIS_URL") or DEFAULT_TEST_REDIS_SERVER
 
 
 def redis_url_of_this_process() -> str:
-    """TEST_REDIS_URL if set (then shared by every xdist worker), else this worker's database."""
-    explicit = os.environ.get("TEST_REDIS_URL")
-    if explicit:
-        return explicit
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    number = int(worker.removeprefix("gw"))
-    if number >= len(TEST_REDIS_DATABASES):
+    """This process's database on the test Redis, or the one TEST_REDIS_URL names."""
+    server = test_redis_server()
+    if urlsplit(server).path.strip("/"):
+        return server
+    number = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    return f"{server.rstrip('/')}/{TEST_REDIS_DATABASES[number]}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse, before any test process starts, a run whose processes would share a database."""
+    processes = getattr(config.option, "numprocesses", None) or 0
+    server = test_redis_server()
+    if processes > 1 and urlsplit(server).path.strip("/"):
         raise pytest.UsageError(
-            f"pytest-xdist worker {worker} has no Redis database of its own: at most "
-            f"{len(TEST_REDIS_DATABASES)} workers (-n) can test the task queue side by side"
+            f"TEST_REDIS_URL={server} names one Redis database, which the {processes} test "
+            "processes would share: leave the database out (redis://host:port) so that each "
+            "gets its own, or run without -n"
         )
-    return f"redis://127.0.0.1:6379/{TEST_REDIS_DATABASES[number]}"
+    if processes > len(TEST_REDIS_DATABASES):
+        raise pytest.UsageError(
+            f"-n {processes}: at most {len(TEST_REDIS_DATABASES)} test processes can each have "
+            "a Redis database of their own"
+        )
 
 
 TEST_REDIS_URL = redis_url_of_this_process()
