@@ -120,13 +120,13 @@ def test_api_enqueues_and_a_real_worker_process_archives(
     client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:
     (todo_id,) = create_todos(client, 1)
+    response = client.post(f"/api/todos/{todo_id}/archive", headers={"X-Request-ID": "enqueue-1"})
+    assert response.status_code == 202
+    assert response.headers["Location"] == f"/api/todos/{todo_id}"
+    # Checked before any worker runs: the web process only enqueues, and a fast worker would
+    # otherwise archive the todo before this line reads it.
+    assert archived_at(client, todo_id) is None
     with worker_process(database_url, tmp_path, "solo") as worker:
-        response = client.post(
-            f"/api/todos/{todo_id}/archive", headers={"X-Request-ID": "enqueue-1"}
-        )
-        assert response.status_code == 202
-        assert response.headers["Location"] == f"/api/todos/{todo_id}"
-        assert archived_at(client, todo_id) is None
         wait_for(lambda: archived_at(client, todo_id), "the worker to archive the todo")
     (archived,) = [event for event in worker.events() if event["message"] == ARCHIVED]
     assert archived["request_id"] == "enqueue-1"
