@@ -22,7 +22,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Connection, create_engine, text
 
-from {{ cookiecutter.package_name }}.config import OPTION_SETTINGS, EnvironmentSettings, Settings
+from {{ cookiecutter.package_name }}.config import (
+    OPTION_SETTINGS,
+    EnvironmentSettings,
+    Settings,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The module the web process serves, as the Procfile names it.
