@@ -58,12 +58,17 @@ OPTION_SECRETS = {
     for name, value in option.with_password(ENCODED_PASSWORD).items()
 }
 
+# Every URL shape the service accepts, and both ways of delivering the secrets. Config
+# rewrites each accepted scheme to one at validation, so past `flask show-config` (which
+# shows the parsed settings) only the delivery can change what a process does: the tests
+# that start the service take one shape per delivery.
 SHAPES = {
     "postgres://": ("postgres", "environment"),
     "postgresql://": ("postgresql", "environment"),
     "postgresql+psycopg2://": ("postgresql+psycopg2", "environment"),
     "postgresql:// in _FILE": ("postgresql", "file"),
 }
+DELIVERIES = {"in the environment": "postgresql://", "in _FILE": "postgresql:// in _FILE"}
 MAX_CONTENT_LENGTH = 1024
 
 
@@ -226,10 +231,17 @@ def shape(request: pytest.FixtureRequest) -> tuple[str, str]:
     return scheme, delivery
 
 
+@pytest.fixture(params=[SHAPES[name] for name in DELIVERIES.values()], ids=list(DELIVERIES))
+def delivery_shape(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """One URL shape for each way to deliver the secrets."""
+    scheme, delivery = request.param
+    return scheme, delivery
+
+
 def test_release_web_and_admin_commands_never_show_a_secret(
-    role: Role, shape: tuple[str, str], tmp_path: Path
+    role: Role, delivery_shape: tuple[str, str], tmp_path: Path
 ) -> None:
-    scheme, delivery = shape
+    scheme, delivery = delivery_shape
     environment = secret_environment(role.url(scheme), delivery, tmp_path / "secrets")
     transcript = Transcript()
 
@@ -267,9 +279,9 @@ def test_release_web_and_admin_commands_never_show_a_secret(
 
 
 def test_a_database_that_is_down_shows_no_secret(
-    role: Role, shape: tuple[str, str], tmp_path: Path
+    role: Role, delivery_shape: tuple[str, str], tmp_path: Path
 ) -> None:
-    scheme, delivery = shape
+    scheme, delivery = delivery_shape
     closed_port = free_port()
     environment = secret_environment(role.url(scheme, closed_port), delivery, tmp_path / "secrets")
     transcript = Transcript()
@@ -289,9 +301,9 @@ def test_a_database_that_is_down_shows_no_secret(
 
 
 def test_a_process_that_cannot_start_shows_no_secret(
-    role: Role, shape: tuple[str, str], tmp_path: Path
+    role: Role, delivery_shape: tuple[str, str], tmp_path: Path
 ) -> None:
-    scheme, delivery = shape
+    scheme, delivery = delivery_shape
     transcript = Transcript()
     bad_port = secret_environment(role.url(scheme), delivery, tmp_path / "port", PORT="eighty")
     # A URL of the wrong kind, password and all, must be refused without being repeated.
