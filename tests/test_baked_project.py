@@ -31,7 +31,7 @@ PYTHON_VERSIONS = choices("python_version")
 DEFAULT_PYTHON = PYTHON_VERSIONS[0]
 
 # Choices that change only texts (the license, the PostgreSQL named in docs and deploy
-# files, the CI and Kubernetes files, which tests/test_deploy_files.py validates) are
+# files, the CI and Kubernetes files, which tests/deploy_files/ validates) are
 # linted; every other choice changes code or dependencies, so each of its values gets
 # the whole make install, make lint and make test.
 TEXT_ONLY_QUESTIONS = {"ci", "kubernetes", "license", "postgres_version"}

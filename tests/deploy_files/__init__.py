@@ -1,0 +1,1 @@
+"""The deploy files of every supported answer are valid and agree with each other."""

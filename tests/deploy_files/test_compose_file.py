@@ -1,0 +1,96 @@
+"""docker-compose.yml: the compose-spec schema, the Procfile's processes and their services.
+
+The compose stack is also started on a real engine, in tests/test_compose_stack.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from .baked_files import TMPFS, WORKER_STOP_SECONDS, Baked, compose_seconds
+from .validators import Validators
+
+# A compose port mapping: [ip:][host port or range:]container port.
+PORT_MAPPING = re.compile(r"(?:[\d.]+:)?(?:(?P<host>[^:]+):)?(?P<container>\$\{[^}]*\}|\d+)")
+
+
+def test_compose_file_matches_the_compose_spec(baked: Baked, validators: Validators) -> None:
+    validators.schema("vendor.compose-spec", baked, "docker-compose.yml")
+
+
+def test_compose_runs_the_procfile_with_its_backing_services(baked: Baked) -> None:
+    services = baked.compose["services"]
+    expected = {"db", "migrate", "web"} | ({"redis", "worker"} if baked.celery else set())
+    assert set(services) == expected
+    assert [name for name, service in services.items() if "container_name" in service] == []
+    assert services["migrate"]["command"] == baked.procfile["release"]
+    assert services["web"]["command"] == baked.procfile["web"]
+    if baked.celery:
+        assert services["worker"]["command"] == baked.procfile["worker"]
+    app_services = ["migrate", "web", *(["worker"] if baked.celery else [])]
+    for name in app_services:
+        service = services[name]
+        assert service["read_only"] is True
+        assert service["tmpfs"] == [TMPFS]
+        assert service["depends_on"]["db"] == {"condition": "service_healthy"}
+        if name != "migrate":
+            condition = {"condition": "service_completed_successfully"}
+            assert service["depends_on"]["migrate"] == condition
+
+
+def test_compose_backing_services_are_healthchecked(baked: Baked) -> None:
+    services = baked.compose["services"]
+    db = services["db"]
+    assert db["image"] == f"postgres:{baked.answers['postgres_version']}"
+    assert db["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    volume, _, mount = db["volumes"][0].partition(":")
+    assert volume in baked.compose["volumes"]
+    assert mount == "/var/lib/postgresql/data"
+    if baked.celery:
+        assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+def test_compose_reads_settings_from_env_and_points_at_its_services(baked: Baked) -> None:
+    services = baked.compose["services"]
+    environment = services["web"]["environment"]
+    assert re.fullmatch(r"\$\{SECRET_KEY:\?[^}]*make \.env[^}]*\}", environment["SECRET_KEY"])
+    assert "@db:5432/" in environment["DATABASE_URL"]
+    if baked.celery:
+        assert environment["REDIS_URL"].startswith("redis://redis:6379/")
+    assert services["web"]["env_file"] == [{"path": ".env", "required": False}]
+    port = environment["PORT"]
+    assert port == "${PORT:-8000}"
+    assert baked.env_example["PORT"] == "8000"
+    # No fixed host port per replica: a range (or none), so --scale web=3 can bind.
+    for mapping in services["web"]["ports"]:
+        parsed = PORT_MAPPING.fullmatch(str(mapping))
+        assert parsed, mapping
+        assert parsed["container"] == port
+        assert parsed["host"] is None or re.fullmatch(r"\d+-\d+", parsed["host"]), mapping
+
+
+def test_compose_stop_grace_periods_outlast_the_shutdown_timeouts(baked: Baked) -> None:
+    services = baked.compose["services"]
+    drain = int(baked.env_example["DRAIN_SECONDS"])
+    graceful = int(baked.env_example["GRACEFUL_TIMEOUT"])
+    assert compose_seconds(services["web"]["stop_grace_period"]) > drain + graceful
+    if baked.celery:
+        soft_limit = int(baked.env_example["TASK_SOFT_TIME_LIMIT"])
+        time_limit = int(baked.env_example["TASK_TIME_LIMIT"])
+        assert soft_limit < time_limit
+        grace = compose_seconds(services["worker"]["stop_grace_period"])
+        assert grace > time_limit + WORKER_STOP_SECONDS
+
+
+def test_compose_worker_is_checked_by_asking_the_worker_not_the_web_port(baked: Baked) -> None:
+    if not baked.celery:
+        assert "worker" not in baked.compose["services"]
+        return
+    check = baked.compose["services"]["worker"]["healthcheck"]
+    kind, command = check["test"]
+    assert kind == "CMD-SHELL"
+    words = shlex.split(command)
+    assert words[: len(baked.procfile["worker"][:3])] == baked.procfile["worker"][:3]
+    assert words[3:5] == ["inspect", "ping"]
+    assert "/healthz" not in command
