@@ -63,7 +63,7 @@ def test_every_postgres_image_and_mention_has_the_same_major_version() -> None:
     for path in project_files():
         if path.suffix not in {".yml", ".yaml", ".md"} and path.name != "Dockerfile":
             continue
-        content = path.read_text(errors="replace")
+        content = searchable_text(path)
         found = set(re.findall(r"\bpostgres:(\d+)", content))
         found |= set(re.findall(r"\bPostgreSQL (\d+)\b", content))
         if found:
