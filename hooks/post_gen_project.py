@@ -37,16 +37,31 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ),
     ),
     ("worker", ("celery",), ("deploy/kubernetes/base/worker-deployment.yaml",)),
+    (
+        "observability",
+        ("opentelemetry",),
+        (
+            "src/{package_name}/error_reports.py",
+            "src/{package_name}/metrics.py",
+            "src/{package_name}/options/observability.py",
+            "src/{package_name}/traces.py",
+            "tests/option_observability.py",
+            "tests/observability",
+        ),
+    ),
     ("ci", ("github",), (".github",)),
     ("ci", ("gitlab",), (".gitlab-ci.yml",)),
     # deploy/ holds nothing but the Kubernetes manifests, so it goes with them.
     ("kubernetes", ("yes",), ("deploy",)),
 )
 
-# Lock files of answers whose dependencies differ from the default's: (answer name,
-# value, folder under LOCK_VARIANTS). The chosen folder's locks replace the default ones.
+# Lock files of answers whose dependencies differ from the default's. The questions that
+# change the dependencies, in the order their answers name a folder under LOCK_VARIANTS:
+# worker=celery alone locks from worker-celery/, with observability=opentelemetry too from
+# worker-celery+observability-opentelemetry/. The chosen folder's locks replace the default ones.
 LOCK_VARIANTS = Path("locks")
-VARIANT_LOCKS: tuple[tuple[str, str, str], ...] = (("worker", "celery", "worker-celery"),)
+LOCK_QUESTIONS: tuple[str, ...] = ("worker", "observability")
+NO_OPTION = "none"
 
 
 class PostGenError(RuntimeError):
@@ -72,15 +87,28 @@ def install_license(answers: Mapping[str, object], root: Path) -> None:
     shutil.rmtree(texts)
 
 
+def lock_folder(answers: Mapping[str, object]) -> str | None:
+    """The folder under LOCK_VARIANTS whose locks these answers take; None for the default's."""
+    chosen = [
+        f"{question}-{answers[question]}"
+        for question in LOCK_QUESTIONS
+        if str(answers.get(question, NO_OPTION)) != NO_OPTION
+    ]
+    return "+".join(chosen) or None
+
+
 def install_locks(answers: Mapping[str, object], root: Path) -> None:
     """Put the locks of the chosen answers in place of the default ones; drop the rest."""
     variants = root / LOCK_VARIANTS
     if not variants.is_dir():
         return
-    for option, value, folder in VARIANT_LOCKS:
-        if str(answers.get(option, "")) == value:
-            for lock in sorted((variants / folder).glob("*.lock")):
-                lock.replace(root / lock.name)
+    folder = lock_folder(answers)
+    if folder is not None:
+        chosen = variants / folder
+        if not chosen.is_dir():
+            raise PostGenError(f"the template has no locks {LOCK_VARIANTS / folder}/ for these answers.")
+        for lock in sorted(chosen.glob("*.lock")):
+            lock.replace(root / lock.name)
     shutil.rmtree(variants)
 
 

@@ -23,6 +23,7 @@ SUPPORTED_CHOICES: dict[str, tuple[str, ...]] = {
     "python_version": ("3.11", "3.12", "3.13"),
     "postgres_version": ("15", "16", "17"),
     "worker": ("none", "celery"),
+    "observability": ("none", "opentelemetry"),
     "ci": ("github", "gitlab", "none"),
     "kubernetes": ("yes", "no"),
     "license": ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"),

@@ -21,11 +21,24 @@ LOWEST_PYTHON = "3.11"
 LOCKS = {"requirements.lock": [], "requirements-dev.lock": ["--group", "dev"]}
 # Answers that change the dependencies, and where their locks wait in the template; the
 # post-gen hook moves the chosen variant's locks into place.
-VARIANT_LOCKS = [({"worker": "celery"}, "locks/worker-celery")]
+VARIANT_LOCKS = [
+    ({"worker": "celery"}, "locks/worker-celery"),
+    ({"observability": "opentelemetry"}, "locks/observability-opentelemetry"),
+    (
+        {"worker": "celery", "observability": "opentelemetry"},
+        "locks/worker-celery+observability-opentelemetry",
+    ),
+]
 
 
 def lock(answers: dict[str, str], destination: Path, uv: str) -> None:
     """Bake with these answers, lock the result, and store the locks with the slug templated."""
+    if not (destination / "requirements.lock").is_file():
+        # A new variant: start it from the default locks, so the bake finds locks to move and
+        # uv keeps the default's versions of the packages they share.
+        destination.mkdir(parents=True, exist_ok=True)
+        for lock_name in LOCKS:
+            shutil.copyfile(PROJECT_TEMPLATE / lock_name, destination / lock_name)
     with tempfile.TemporaryDirectory() as output:
         baked = cookiecutter(
             str(TEMPLATE_ROOT), no_input=True, output_dir=output, extra_context=answers

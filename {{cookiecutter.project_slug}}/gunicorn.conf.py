@@ -22,6 +22,7 @@ import gunicorn.util
 from gunicorn.glogging import Logger
 from gunicorn.http.wsgi import Response
 
+from {{ cookiecutter.package_name }} import CHOSEN_OPTIONS
 from {{ cookiecutter.package_name }}.config import settings_or_exit
 from {{ cookiecutter.package_name }}.logging import configure_logging
 
@@ -236,7 +237,11 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def when_ready(server: Any) -> None:
-    """Make the master (gunicorn's Arbiter) drain on SIGTERM before its graceful stop."""
+    """Start what the chosen options serve beside the app, then make the master (gunicorn's
+    Arbiter) drain on SIGTERM before its graceful stop."""
+    for option in CHOSEN_OPTIONS:
+        if hasattr(option, "server_ready"):
+            option.server_ready()
     if settings.drain_seconds == 0:
         return
     graceful_stop = type(server).handle_term  # gunicorn's own handling of SIGTERM
@@ -257,6 +262,13 @@ def when_ready(server: Any) -> None:
 
 # A reload (SIGHUP) runs this file again, with a new flag for the workers it starts.
 on_reload = when_ready
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """A worker has exited: let the chosen options forget it (its share of the metrics, say)."""
+    for option in CHOSEN_OPTIONS:
+        if hasattr(option, "worker_exited"):
+            option.worker_exited(worker.pid)
 
 
 def post_worker_init(worker: Any) -> None:

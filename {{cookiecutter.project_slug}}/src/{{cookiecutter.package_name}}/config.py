@@ -233,6 +233,12 @@ def settings_or_exit(program: str) -> Settings:
         exit_naming(program, error)
 
 
+def share_with_children(name: str, value: str) -> None:
+    """Set a variable for a library that reads it from the environment alone, and for the
+    processes this one starts (gunicorn's workers, forked from it, say)."""
+    os.environ[name] = value
+
+
 def exit_naming(program: str, error: ConfigError) -> NoReturn:
     """Stop a process that cannot start: one line naming the bad variable, exit status 1."""
     print(f"{program}: configuration error: {error}", file=sys.stderr)

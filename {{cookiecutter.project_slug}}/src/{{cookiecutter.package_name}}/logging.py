@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 
@@ -16,6 +16,10 @@ from .config import Settings
 log_context: ContextVar[Mapping[str, str | None]] = ContextVar(
     "log_context", default=MappingProxyType({})
 )
+
+# Functions that give more fields for every record, added by the chosen options (the ids of
+# the current trace, say). Each returns the fields it has now; an empty mapping adds none.
+RECORD_FIELDS: list[Callable[[], Mapping[str, str]]] = []
 
 CONSOLE_FORMAT = "%(asctime)s %(levelname)-8s %(name)s [%(request_id)s] %(message)s"
 
@@ -36,6 +40,9 @@ class ContextFilter(logging.Filter):
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
         record.release = self.release
+        for fields in RECORD_FIELDS:
+            for name, value in fields().items():
+                setattr(record, name, value)
         return True
 
 

@@ -1,0 +1,180 @@
+"""Metrics in Prometheus's text format, summed over every worker of the web process.
+
+Each gunicorn worker is a process of its own, and a scrape reaches one of them: so every
+worker writes its counts to files in one folder (prometheus_client's multiprocess mode),
+and whichever worker answers GET /metrics reads them all. The folder is made when the web
+process starts (or PROMETHEUS_MULTIPROC_DIR names it) and emptied then; gunicorn's master
+tells this module when a worker dies (gunicorn.conf.py), so its gauges stop counting.
+
+Requests are counted by route template (/api/todos/<int:todo_id>), never by raw path, so
+that the number of series stays bounded whatever paths the clients send.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from spectree import Response as Responses
+from sqlalchemy import Engine, event
+
+from .config import share_with_children
+from .db import EXTENSION_KEY as DATABASE
+from .openapi import documented
+from .options.observability import ObservabilitySettings
+
+# prometheus_client reads it from the environment alone, and the workers inherit it.
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# The label of a request no route matched (a 404 or 405 of the router).
+UNMATCHED_ROUTE = "<unmatched>"
+# Seconds: from 5 ms, where a read from the pool lands, to 10 s, the statement timeout.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+blueprint = Blueprint("metrics", __name__)
+
+
+@functools.cache
+def multiprocess_directory(chosen: Path | None) -> Path:
+    """The folder every process of this server writes its metrics to, emptied for a new start.
+
+    Made once per process, in the first one that builds the app (gunicorn's master, with
+    preload), before prometheus_client is imported; the workers it forks inherit the variable.
+    """
+    if chosen is not None:
+        chosen.mkdir(parents=True, exist_ok=True)
+        for stale in chosen.glob("*.db"):  # counts of a server that ran here before
+            stale.unlink()
+        folder = chosen
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="metrics-"))
+        atexit.register(remove_if_mine, folder, os.getpid())
+    share_with_children(MULTIPROCESS_VARIABLE, str(folder))
+    return folder
+
+
+def remove_if_mine(folder: Path, owner: int) -> None:
+    """At exit, remove the folder this process made (a forked worker exits too: not its own)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class ServiceMetrics:
+    """The service's metrics; made once per process, as prometheus_client wants."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        labels = ("method", "route", "status")
+        self.requests = Counter("http_requests", "Requests answered by the app", labels)
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time the app took to answer a request",
+            labels,
+            buckets=DURATION_BUCKETS,
+        )
+        # livesum: the sum over the workers alive now; a dead worker's connections are gone.
+        self.pool_in_use = Gauge(
+            "db_pool_connections_in_use",
+            "Database connections checked out of the pools",
+            multiprocess_mode="livesum",
+        )
+        self.pool_overflow = Gauge(
+            "db_pool_overflow_connections",
+            "Connections opened beyond the pools' size",
+            multiprocess_mode="livesum",
+        )
+
+
+# prometheus_client refuses a second metric of the same name in a process.
+@functools.cache
+def service_metrics() -> ServiceMetrics:
+    """This process's metrics, made on first use."""
+    return ServiceMetrics()
+
+
+def start_timer() -> None:
+    """Note when the app took the request."""
+    g.metrics_started = time.perf_counter()
+
+
+def count_request(response: Response) -> Response:
+    """Count the answered request under its route template and status."""
+    started = g.pop("metrics_started", None)
+    if started is None:
+        return response
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    labels = (request.method, route, str(response.status_code))
+    metrics = service_metrics()
+    metrics.requests.labels(*labels).inc()
+    metrics.duration.labels(*labels).observe(time.perf_counter() - started)
+    return response
+
+
+def watch_pool(engine: Engine) -> None:
+    """Keep the pool gauges up to date as connections leave and return to it."""
+    metrics = service_metrics()
+    pool: Any = engine.pool
+
+    def update(*_args: Any) -> None:
+        metrics.pool_in_use.set(pool.checkedout())
+        metrics.pool_overflow.set(max(pool.overflow(), 0))
+
+    event.listen(engine, "checkout", update)
+    event.listen(engine, "checkin", update)
+
+
+def exposition() -> tuple[bytes, str]:
+    """Every worker's metrics, summed, in Prometheus's text format, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+@blueprint.get("/metrics")
+@documented(resp=Responses(HTTP_200=None), tags=["health"])
+def metrics_page() -> Response:
+    """The scrape target: every worker's metrics, as Prometheus reads them."""
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)
+
+
+@functools.cache
+def serve_on_own_port(port: int) -> None:
+    """Serve the metrics on a port of their own, from the calling process (gunicorn's master)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr="0.0.0.0", registry=registry)  # noqa: S104 - port binding (VII)
+
+
+def forget_process(pid: int) -> None:
+    """Drop the gauges of a worker that has exited; its counts stay in the totals."""
+    if multiprocess_directory.cache_info().currsize:  # metrics are kept in this server
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def init_app(app: Flask, settings: ObservabilitySettings) -> None:
+    """Count the app's requests and pool use; serve them at /metrics unless told otherwise."""
+    if not settings.metrics_enabled:
+        return
+    multiprocess_directory(settings.prometheus_multiproc_dir)
+    service_metrics()
+    app.before_request(start_timer)
+    app.after_request(count_request)
+    watch_pool(app.extensions[DATABASE].engine)
+    if settings.metrics_port is None:
+        app.register_blueprint(blueprint)

@@ -1,0 +1,1 @@
+"""The observability option's signals, each proven against a real receiver on loopback."""
