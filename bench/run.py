@@ -1,10 +1,13 @@
 """`make bench`: bake, install and measure the template's two main bakes side by side.
 
 Phases, each bounded in requests and time (README.md tells what each measures):
-  1. bake the default and the worker=celery projects; `make install` in each; one fresh
-     PostgreSQL database per bake, migrated by the Procfile's release line (bakes.py);
+  1. bake the default, the worker=celery and the observability=opentelemetry projects;
+     `make install` in each; one fresh PostgreSQL database per bake, migrated by the
+     Procfile's release line (bakes.py);
   2. web: wrk rounds over six scenarios, the LOG_LEVEL=INFO twins and the two baselines,
-     interleaved; GET one todo at 1 to 128 connections; memory (web.py, growth.py);
+     interleaved; GET one todo at 1 to 128 connections; memory (web.py, growth.py); then
+     the opentelemetry bake (traces at 10%, metrics on) against the default one, on
+     /healthz and GET one todo, interleaved (observability.py);
   3. database round trips per request through a counting proxy (roundtrips.py), and
      where the time of a request and of the import goes, profiled (profiles.py);
   4. paging in tables of growing size (growth.py);
@@ -36,6 +39,7 @@ from .bakes import Bake, bake, make_install, run_release
 from .growth import measure_growth, render_growth
 from .limits import measure_startup, render_footprint, render_limits
 from .newcomer import measure_newcomer, render_newcomer
+from .observability import measure_observability, render_observability
 from .plan import (
     DEFAULT_DATABASE_URL,
     REDIS_DB,
@@ -111,8 +115,15 @@ def measure(
         ) from None
     loader = Loader(plan)
     progress(f"load generator: {loader.name}")
-    bakes = [bake(work, "default", {}), bake(work, "celery", {"worker": "celery"})]
-    progress("baked the default and the worker=celery projects; make install in both")
+    bakes = [
+        bake(work, "default", {}),
+        bake(work, "celery", {"worker": "celery"}),
+        bake(work, "otel", {"observability": "opentelemetry"}),
+    ]
+    progress(
+        "baked the default, the worker=celery and the observability=opentelemetry projects; "
+        "make install in each"
+    )
     make_install(bakes, logs)
     progress("installed")
     pipe = SqlPipe(str(bakes[0].bin / "python"), admin_url)
@@ -124,9 +135,12 @@ def measure(
         progress(f"database {b.database}: release line took {run_release(b, logs):.2f} s")
     results["facts"] = machine_facts(loader, pipe, bakes)
 
-    default, celery = bakes
+    default, celery, traced = bakes
     results["web"] = measure_web(plan, loader, pipe, default, logs)
     scenarios = [Scenario(**s) for s in results["web"]["scenarios"]]
+    results["observability"] = measure_observability(
+        plan, loader, pipe, default, traced, logs, scenarios
+    )
     results["roundtrips"] = measure_roundtrips(plan, pipe, default, logs, scenarios)
     get_path = next(s.path for s in scenarios if s.key == "get")
     results["profiles"] = {"get_path": get_path, **measure_profiles(plan, default, get_path)}
@@ -152,6 +166,7 @@ def render(plan: Plan, results: dict[str, Any]) -> str:
     out.append("")
     out += render_limits(plan, results)
     out += render_web(plan, results["web"])
+    out += render_observability(plan, results["observability"])
     out += render_growth(plan, results["growth"], results["web"]["connections"])
     out += render_roundtrips(results["roundtrips"], results["web"])
     profiles = results["profiles"]

@@ -31,7 +31,9 @@ SUPPORTED_CHOICES: dict[str, tuple[str, ...]] = {
 
 # Top-level modules that the baked service, its tests and its tools import, plus
 # names its own layout uses. A package with one of these names would hide the
-# real module from `import` inside the project.
+# real module from `import` inside the project. The observability option brings
+# opentelemetry, google (protobuf), prometheus_client, sentry_sdk, wrapt, and
+# requests with urllib3, certifi, charset_normalizer and idna (the OTLP exporter's).
 TAKEN_MODULE_NAMES: frozenset[str] = frozenset(
     {
         "alembic",
@@ -41,16 +43,20 @@ TAKEN_MODULE_NAMES: frozenset[str] = frozenset(
         "billiard",
         "blinker",
         "celery",
+        "certifi",
+        "charset_normalizer",
         "click",
         "conftest",
         "deptry",
         "dotenv",
         "editables",
         "flask",
+        "google",
         "greenlet",
         "gunicorn",
         "hatchling",
         "hypothesis",
+        "idna",
         "itsdangerous",
         "jinja2",
         "kombu",
@@ -58,9 +64,11 @@ TAKEN_MODULE_NAMES: frozenset[str] = frozenset(
         "markupsafe",
         "migrations",
         "mypy",
+        "opentelemetry",
         "packaging",
         "pip",
         "pluggy",
+        "prometheus_client",
         "psycopg2",
         "pydantic",
         "pydantic_core",
@@ -68,18 +76,22 @@ TAKEN_MODULE_NAMES: frozenset[str] = frozenset(
         "pytest",
         "pythonjsonlogger",
         "redis",
+        "requests",
         "ruff",
+        "sentry_sdk",
         "setuptools",
+        "sortedcontainers",
         "spectree",
         "sqlalchemy",
-        "sortedcontainers",
         "src",
         "test",
         "tests",
         "typing_extensions",
+        "urllib3",
         "uv",
         "vine",
         "werkzeug",
+        "wrapt",
     }
 )
 

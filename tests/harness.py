@@ -240,6 +240,9 @@ def make_env(
         # The baked browser test of /docs installs chromium as root, and would skip where it
         # cannot; the template's runs must see the page, so there it fails instead.
         TEST_REQUIRE_BROWSER="1",
+        # Likewise the baked metrics tests that scrape with a real Prometheus (observability
+        # option): they skip where no prometheus binary is found, unless this is set.
+        TEST_REQUIRE_PROMETHEUS="1",
     )
     return env
 

@@ -50,6 +50,12 @@ FULL_SUITE_VARIANTS = [
         if question not in TEXT_ONLY_QUESTIONS | {"python_version"}
         for value in choices(question)[1:]
     ),
+    # The worker's tasks and its Redis calls are traced only when both options are chosen.
+    pytest.param(
+        {"worker": "celery", "observability": "opentelemetry"},
+        True,
+        id="worker-celery+observability-opentelemetry",
+    ),
 ]
 
 # Answers that change names and texts: each is linted, in the default project's

@@ -33,6 +33,7 @@ SECTIONS = [
     "## Web: default bake",
     "### CPU time per request",
     "### Ratios",
+    "## Observability: observability=opentelemetry bake against the default bake",
     "## Growth",
     "### Paging: first page against a page 90% deep, by table size",
     "### GET /api/todos/<id> by connections, against Flask + pooled psycopg2",
@@ -186,6 +187,26 @@ def test_no_run_saw_an_error(smoke: dict[str, Any]) -> None:
     for incident in results["web"]["incidents"]:
         assert incident.endswith("restarted and the run redone")
         assert f"- {incident}" in smoke["report"]
+
+
+def test_the_traced_bake_exported_spans_and_counted_every_request(
+    smoke: dict[str, Any],
+) -> None:
+    observed = smoke["results"]["observability"]
+    every_run = [run for runs in observed["runs"].values() for run in runs]
+    assert len(every_run) == 4 * smoke["results"]["plan"]["web_reps"]
+    assert [run for run in every_run if run["errors"] or not run["requests"]] == []
+    # At a 10% sampler a run of GET one todo holds hundreds of traced requests: their spans
+    # must have reached the sink, and /metrics must have counted at least what wrk sent.
+    assert observed["sink"]["posts"] > 0, observed["sink"]
+    assert set(observed["sink"]["paths"]) == {"/v1/traces"}, observed["sink"]
+    assert observed["requests_counted_by_metrics"] >= observed["requests_sent_to_traced"]
+    ratios = next(
+        rows
+        for name, rows in tables(smoke["report"]).items()
+        if name.startswith("## Observability") and name.endswith("/ comparison")
+    )
+    assert [row["met"] in ("yes", "**no**") for row in ratios] == [True, True], ratios
 
 
 def test_reading_one_todo_sends_one_query_to_the_database(smoke: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,26 @@ BAD_ANSWERS = [
     pytest.param({"postgres_version": "14"}, "postgres_version", id="postgres-unsupported"),
     pytest.param({"license": "GPL-3.0"}, "license", id="license-unsupported"),
     pytest.param({"worker": "rq"}, "worker", id="worker-unsupported"),
+    pytest.param({"observability": "datadog"}, "observability", id="observability-unsupported"),
+    pytest.param(
+        {"package_name": "opentelemetry", "observability": "opentelemetry"},
+        "package_name",
+        id="package-dependency-opentelemetry",
+    ),
+]
+
+# The top-level modules that the observability option's packages install.
+OBSERVABILITY_MODULES = [
+    "opentelemetry",
+    "google",
+    "prometheus_client",
+    "sentry_sdk",
+    "wrapt",
+    "requests",
+    "urllib3",
+    "certifi",
+    "charset_normalizer",
+    "idna",
 ]
 
 
@@ -198,6 +219,12 @@ def test_check_refuses_naming_the_field(check: Any, value: str) -> None:
     assert refusal.value.field == field
     assert str(refusal.value).startswith(f"{field} ")
     assert "\n" not in str(refusal.value)
+
+
+@pytest.mark.parametrize("name", OBSERVABILITY_MODULES)
+def test_package_named_like_a_module_of_the_observability_option_is_refused(name: str) -> None:
+    with pytest.raises(pre_gen.InvalidAnswerError, match=f"^package_name '{name}' shadows the "):
+        pre_gen.check_package_name(name)
 
 
 @pytest.mark.parametrize("name", ["class", "logging", "flask", "2fast", "My-Thing", ""])
@@ -365,21 +392,76 @@ def test_post_gen_hook_run_again_changes_nothing(cookies: Any, tmp_path: Path) -
         assert tree_snapshot(project) == after_first_run
 
 
-def _lock_tree(root: Path) -> None:
-    """Lay out the default locks and one option's variant locks, as the template does."""
-    (root / "locks" / "worker-celery").mkdir(parents=True)
-    for name in ("requirements.lock", "requirements-dev.lock"):
+# Each combination of the answers that change the dependencies, and the folder of its locks.
+LOCK_FOLDERS = [
+    pytest.param("none", "none", None, id="default"),
+    pytest.param("celery", "none", "worker-celery", id="worker"),
+    pytest.param("none", "opentelemetry", "observability-opentelemetry", id="observability"),
+    pytest.param(
+        "celery",
+        "opentelemetry",
+        "worker-celery+observability-opentelemetry",
+        id="worker-and-observability",
+    ),
+]
+LOCK_NAMES = ("requirements.lock", "requirements-dev.lock")
+
+
+def _lock_tree(root: Path, *, missing: str = "") -> None:
+    """Lay out the default locks and every variant's locks (but `missing`), as the template does."""
+    for name in LOCK_NAMES:
         (root / name).write_text(f"default {name}\n", encoding="utf-8")
-        (root / "locks" / "worker-celery" / name).write_text(f"celery {name}\n", encoding="utf-8")
+    for param in LOCK_FOLDERS:
+        folder = param.values[2]
+        if folder is None or folder == missing:
+            continue
+        (root / "locks" / folder).mkdir(parents=True)
+        for name in LOCK_NAMES:
+            (root / "locks" / folder / name).write_text(f"{folder} {name}\n", encoding="utf-8")
 
 
-@pytest.mark.parametrize(("worker", "expected"), [("none", "default"), ("celery", "celery")])
+@pytest.mark.parametrize(("worker", "observability", "folder"), LOCK_FOLDERS)
+def test_lock_folder_names_the_chosen_answers_in_question_order(
+    worker: str, observability: str, folder: str | None
+) -> None:
+    chosen = {"worker": worker, "observability": observability, "license": "MIT"}
+    assert post_gen.lock_folder(chosen) == folder
+
+
+def test_lock_folder_of_unanswered_questions_is_the_default() -> None:
+    assert post_gen.lock_folder({"license": "MIT"}) is None
+
+
+def test_every_combination_of_dependency_answers_has_its_locks_in_the_template() -> None:
+    variants = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / post_gen.LOCK_VARIANTS
+    combinations = [{}]
+    for question in post_gen.LOCK_QUESTIONS:
+        combinations = [{**c, question: value} for c in combinations for value in choices(question)]
+    wanted = {post_gen.lock_folder(c) for c in combinations} - {None}
+    assert sorted(path.name for path in variants.iterdir()) == sorted(wanted)
+    for folder in wanted:
+        assert sorted(path.name for path in (variants / folder).iterdir()) == sorted(LOCK_NAMES)
+
+
+@pytest.mark.parametrize(("worker", "observability", "folder"), LOCK_FOLDERS)
 def test_install_locks_keeps_the_locks_of_the_chosen_answers(
-    tmp_path: Path, worker: str, expected: str
+    tmp_path: Path, worker: str, observability: str, folder: str | None
 ) -> None:
     _lock_tree(tmp_path)
+    expected = folder or "default"
     for _ in range(2):
-        post_gen.install_locks({"worker": worker}, tmp_path)
+        post_gen.install_locks({"worker": worker, "observability": observability}, tmp_path)
         assert not (tmp_path / "locks").exists()
-        for name in ("requirements.lock", "requirements-dev.lock"):
+        for name in LOCK_NAMES:
             assert (tmp_path / name).read_text(encoding="utf-8") == f"{expected} {name}\n"
+
+
+def test_install_locks_without_the_chosen_folder_fails_naming_it_and_moves_nothing(
+    tmp_path: Path,
+) -> None:
+    missing = "worker-celery+observability-opentelemetry"
+    _lock_tree(tmp_path, missing=missing)
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(post_gen.PostGenError, match=re.escape(f"locks/{missing}/")):
+        post_gen.install_locks({"worker": "celery", "observability": "opentelemetry"}, tmp_path)
+    assert tree_snapshot(tmp_path) == before

@@ -32,6 +32,13 @@ COMBINATIONS: list[dict[str, str]] = [
     for python in choices("python_version")[1:]
     for ci in ("github", "gitlab")
 ]
+# The observability option touches compose, Kubernetes, .env.example, the README and CI: each
+# worker with both CI systems on Kubernetes, then compose alone (no deploy/ folder).
+COMBINATIONS += [
+    {"observability": "opentelemetry", "ci": ci, "worker": worker}
+    for worker in choices("worker")
+    for ci in ("github", "gitlab")
+] + [{"observability": "opentelemetry", "ci": "none", "kubernetes": "no", "worker": "celery"}]
 
 # Where the containers' temporary files go: a tmpfs or a memory emptyDir, never the image.
 TMPFS = "/tmp"  # noqa: S108 - a path inside the containers, not a file of ours
@@ -46,12 +53,15 @@ def answer(answers: dict[str, str], question: str) -> str:
 
 
 def combination_id(answers: dict[str, str]) -> str:
-    """A readable test id, e.g. github-k8s-celery-pg17, with -py3.13 for another Python."""
+    """A readable test id, e.g. github-k8s-celery-pg17, with -py3.13 for another Python
+    and -otel for the observability option."""
     kubernetes = "k8s" if answer(answers, "kubernetes") == "yes" else "nok8s"
     parts = [answer(answers, "ci"), kubernetes, answer(answers, "worker")]
     parts.append(f"pg{answer(answers, 'postgres_version')}")
     if "python_version" in answers:
         parts.append(f"py{answers['python_version']}")
+    if answer(answers, "observability") == "opentelemetry":
+        parts.append("otel")
     return "-".join(parts)
 
 
@@ -68,6 +78,8 @@ ALL = combinations_with()
 WITH_KUBERNETES = combinations_with(kubernetes="yes")
 WITH_GITHUB = combinations_with(ci="github")
 WITH_GITLAB = combinations_with(ci="gitlab")
+WITH_OBSERVABILITY = combinations_with(observability="opentelemetry")
+WITHOUT_OBSERVABILITY = combinations_with(observability="none")
 
 
 def on(params: list[Any]) -> pytest.MarkDecorator:
@@ -225,6 +237,11 @@ class Baked:
     def celery(self) -> bool:
         """Whether the project has the worker process type."""
         return bool(self.answers["worker"] == "celery")
+
+    @property
+    def observability(self) -> bool:
+        """Whether the project has traces, metrics and error reports."""
+        return bool(self.answers["observability"] == "opentelemetry")
 
     @cached_property
     def procfile(self) -> dict[str, list[str]]:

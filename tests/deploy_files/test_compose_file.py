@@ -22,6 +22,8 @@ def test_compose_file_matches_the_compose_spec(baked: Baked, validators: Validat
 def test_compose_runs_the_procfile_with_its_backing_services(baked: Baked) -> None:
     services = baked.compose["services"]
     expected = {"db", "migrate", "web"} | ({"redis", "worker"} if baked.celery else set())
+    if baked.observability:
+        expected.add("prometheus")  # behind a profile: see test_observability_files.py
     assert set(services) == expected
     assert [name for name, service in services.items() if "container_name" in service] == []
     assert services["migrate"]["command"] == baked.procfile["release"]

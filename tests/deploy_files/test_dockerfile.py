@@ -109,6 +109,7 @@ def test_dockerignore_keeps_local_files_out_and_what_the_image_copies_in(baked: 
         "local.db",
         "backup.dump",
         "pgdata/PG_VERSION",
+        *(["observability/prometheus.yml"] if baked.observability else []),
     ]
     assert [path for path in kept_out if not dockerignore_excludes(rules, path)] == []
     copied = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -85,3 +86,18 @@ def test_gitlab_ci_schema_rejects_a_misspelt_keyword(bakery: Bakery, tmp_path: P
     result = check_jsonschema("vendor.gitlab-ci", broken)
     assert result.returncode != 0
     assert "'scripts' was unexpected" in result.stdout
+
+
+def test_promtool_rejects_a_misspelt_scrape_setting(bakery: Bakery, tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not on PATH (Debian's prometheus package has it)")
+    answers = {"observability": "opentelemetry", "ci": "github", "worker": "celery"}
+    text = bakery(answers).text("observability/prometheus.yml")
+    broken = tmp_path / "prometheus.yml"
+    broken.write_text(text.replace("dns_sd_configs:", "dns_sd_config:", 1))
+    result = subprocess.run(
+        [promtool, "check", "config", str(broken)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "dns_sd_config" in result.stdout + result.stderr

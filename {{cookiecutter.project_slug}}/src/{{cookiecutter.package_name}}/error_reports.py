@@ -1,6 +1,8 @@
 """Error reports: each unhandled exception (a 500) sent to SENTRY_DSN, with the release.
 
-Reports leave from the SDK's background thread, so a slow or absent ingest costs the request
+errors.py answers such an exception with a 500 and logs it, traceback and all, at ERROR: the
+SDK's logging integration turns that line into the report (as it does any ERROR line with an
+exception), and its Flask integration adds the request's method and URL. Reports leave from the SDK's background thread, so a slow or absent ingest costs the request
 nothing. Before a report leaves, every secret value of the service's settings is replaced
 wherever it appears in it (a local variable, a URL, a message), beside the SDK's own
 scrubbing of fields named like secrets.
@@ -68,7 +70,8 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
         release=service.release_id,
         environment=settings.sentry_environment,
         integrations=[FlaskIntegration()],
-        send_default_pii=False,
+        # No personal data (user, cookies, client address): the SDK's default, left as it is,
+        # since naming send_default_pii at all is deprecated in favour of data_collection.
         # Spans go to OTLP (traces.py); Sentry gets the errors alone.
         traces_sample_rate=None,
         before_send=scrubber(secret_values(models)),

@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, got_request_exception
+from flask import Flask, Response, current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -80,10 +80,6 @@ def handle_database_unavailable(error: DBAPIError | PoolTimeoutError) -> Respons
 def handle_unexpected(error: Exception) -> Response:
     """Log the traceback on our side and tell the caller only that something failed."""
     logger.exception("unhandled error", exc_info=error)
-    # Flask signals an exception no handler took; this handler takes them all, so it signals
-    # them itself, for whatever listens (an error reporter, say).
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    got_request_exception.send(app, exception=error)
     return problem_response(500, "The server failed to complete the request.")
 
 

@@ -40,13 +40,20 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 blueprint = Blueprint("metrics", __name__)
 
 
-@functools.cache
+# The folder of this process, once the first app built in it has chosen it.
+PROCESS_FOLDER: dict[str, Path] = {}
+
+
 def multiprocess_directory(chosen: Path | None) -> Path:
     """The folder every process of this server writes its metrics to, emptied for a new start.
 
     Made once per process, in the first one that builds the app (gunicorn's master, with
     preload), before prometheus_client is imported; the workers it forks inherit the variable.
+    A later app in the same process (tests build many) reads that variable as its choice: it
+    gets the same folder, not emptied under the files the earlier apps' counts are in.
     """
+    if "folder" in PROCESS_FOLDER:
+        return PROCESS_FOLDER["folder"]
     if chosen is not None:
         chosen.mkdir(parents=True, exist_ok=True)
         for stale in chosen.glob("*.db"):  # counts of a server that ran here before
@@ -56,6 +63,7 @@ def multiprocess_directory(chosen: Path | None) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="metrics-"))
         atexit.register(remove_if_mine, folder, os.getpid())
     share_with_children(MULTIPROCESS_VARIABLE, str(folder))
+    PROCESS_FOLDER["folder"] = folder
     return folder
 
 
@@ -120,14 +128,24 @@ def count_request(response: Response) -> Response:
 def watch_pool(engine: Engine) -> None:
     """Keep the pool gauges up to date as connections leave and return to it."""
     metrics = service_metrics()
-    pool: Any = engine.pool
 
-    def update(*_args: Any) -> None:
+    # The engine's pool at the time: a forked worker disposes of the pool it inherited.
+    def checked_out(*_args: Any) -> None:
+        pool: Any = engine.pool
         metrics.pool_in_use.set(pool.checkedout())
         metrics.pool_overflow.set(max(pool.overflow(), 0))
 
-    event.listen(engine, "checkout", update)
-    event.listen(engine, "checkin", update)
+    def checked_in(*_args: Any) -> None:
+        pool: Any = engine.pool
+        # SQLAlchemy calls this before the connection is back: the pool still counts it as
+        # checked out, and a full pool closes it only afterwards, one overflow the fewer.
+        idle = pool.size() - pool.checkedout() + pool.overflow()
+        closed = 1 if idle >= pool.size() else 0
+        metrics.pool_in_use.set(pool.checkedout() - 1)
+        metrics.pool_overflow.set(max(pool.overflow() - closed, 0))
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", checked_in)
 
 
 def exposition() -> tuple[bytes, str]:
@@ -161,7 +179,7 @@ def serve_on_own_port(port: int) -> None:
 
 def forget_process(pid: int) -> None:
     """Drop the gauges of a worker that has exited; its counts stay in the totals."""
-    if multiprocess_directory.cache_info().currsize:  # metrics are kept in this server
+    if PROCESS_FOLDER:  # metrics are kept in this server
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -7,13 +7,20 @@ OTEL_BSP_EXPORT_TIMEOUT, and spans beyond OTEL_BSP_MAX_QUEUE_SIZE are dropped, n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+# A provider re-reads its resource in each forked child (gunicorn's workers, the task pool)
+# through a thread pool, from a fork handler of its own. The pool's module must register its
+# fork handler first, or the child meets the pool's lock still held across the fork and hangs;
+# so it is imported here, before any provider exists, and not left to whoever needs it first.
+import concurrent.futures.thread  # noqa: F401
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from flask import Flask, Response
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -24,6 +31,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from sqlalchemy import Engine
 
 from .__about__ import __version__
 from .db import EXTENSION_KEY as DATABASE
@@ -32,13 +40,19 @@ from .options.observability import ObservabilitySettings
 
 # Probes and scrapes come every few seconds and say nothing about the service's work.
 UNTRACED_PATHS = "healthz,readyz,metrics"
+UNTRACED_PATH_INFO = frozenset(f"/{name}" for name in UNTRACED_PATHS.split(","))
 # The attribute that ties a span to the request's log lines and X-Request-ID.
 REQUEST_ID_ATTRIBUTE = "http.request.id"
 # The paths the exporter posts to under OTEL_EXPORTER_OTLP_ENDPOINT, as the OTLP spec names them.
 TRACES_PATH = "/v1/traces"
+# The most spans one export carries (the SDK's default), fewer if the queue is smaller.
+EXPORT_BATCH_SIZE = 512
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # One provider per process: its batch thread is restarted in each forked worker by the SDK.
-_providers: dict[ObservabilitySettings, TracerProvider] = {}
+# Keyed by the tracing settings alone: the others (the metrics folder) may be filled in later.
+_providers: dict[tuple[object, ...], TracerProvider] = {}
 
 
 def sampler_for(settings: ObservabilitySettings) -> Sampler:
@@ -74,7 +88,8 @@ def resource_for(settings: ObservabilitySettings, release: str) -> Resource:
 
 def tracer_provider(settings: ObservabilitySettings, release: str) -> TracerProvider:
     """This process's provider for these settings, made once and set as the global one."""
-    provider = _providers.get(settings)
+    key = tuple(value for name, value in settings if name.startswith("otel_"))
+    provider = _providers.get(key)
     if provider is not None:
         return provider
     provider = TracerProvider(
@@ -89,6 +104,8 @@ def tracer_provider(settings: ObservabilitySettings, release: str) -> TracerProv
             BatchSpanProcessor(
                 exporter,
                 max_queue_size=settings.otel_bsp_max_queue_size,
+                # The SDK refuses a batch bigger than the queue, and its default batch is 512.
+                max_export_batch_size=min(settings.otel_bsp_max_queue_size, EXPORT_BATCH_SIZE),
                 schedule_delay_millis=settings.otel_bsp_schedule_delay,
                 export_timeout_millis=timeout_ms,
             )
@@ -96,7 +113,7 @@ def tracer_provider(settings: ObservabilitySettings, release: str) -> TracerProv
     if not _providers:
         # The global provider can be set once per process; the Celery instrumentation uses it.
         trace.set_tracer_provider(provider)
-    _providers[settings] = provider
+    _providers[key] = provider
     return provider
 
 
@@ -116,6 +133,35 @@ def tag_request_id(response: Response) -> Response:
     return response
 
 
+def untraced_probes(app: WsgiApp) -> WsgiApp:
+    """The app, with no span at all for a probe or a scrape: not even for the statements of
+    the readiness check, which would otherwise each start a trace of their own."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in UNTRACED_PATH_INFO:
+            with suppress_instrumentation():
+                return app(environ, start_response)
+        return app(environ, start_response)
+
+    return serve
+
+
+def trace_database(engine: Engine, provider: TracerProvider) -> None:
+    """A span for each statement this engine runs, a child of the span that runs it."""
+    sql = SQLAlchemyInstrumentor()
+    if sql.is_instrumented_by_opentelemetry:  # an app built before in this process (tests)
+        sql.uninstrument()
+    # The instrumentation declares SQLAlchemy < 2.1 and does nothing on 2.1 unless told to
+    # skip that check; the engine events it uses are unchanged (tests/observability proves it).
+    sql.instrument(engine=engine, tracer_provider=provider, skip_dep_check=True)
+
+
+def stamp_log_lines() -> None:
+    """Give every log line written inside a span the ids of its trace and span."""
+    if current_trace_ids not in RECORD_FIELDS:
+        RECORD_FIELDS.append(current_trace_ids)
+
+
 def init_app(app: Flask, settings: ObservabilitySettings) -> None:
     """Trace the app's requests and its database statements, unless OTEL_SDK_DISABLED."""
     if settings.otel_sdk_disabled:
@@ -125,9 +171,6 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
         app, tracer_provider=provider, excluded_urls=UNTRACED_PATHS
     )
     app.after_request(tag_request_id)
-    sql = SQLAlchemyInstrumentor()
-    if sql.is_instrumented_by_opentelemetry:  # an app built before in this process (tests)
-        sql.uninstrument()
-    sql.instrument(engine=app.extensions[DATABASE].engine, tracer_provider=provider)
-    if current_trace_ids not in RECORD_FIELDS:
-        RECORD_FIELDS.append(current_trace_ids)
+    app.wsgi_app = untraced_probes(app.wsgi_app)  # type: ignore[method-assign,assignment]
+    trace_database(app.extensions[DATABASE].engine, provider)
+    stamp_log_lines()

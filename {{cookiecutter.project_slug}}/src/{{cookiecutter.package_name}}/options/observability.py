@@ -78,10 +78,13 @@ class ObservabilitySettings(EnvironmentSettings):
     sentry_dsn: str | None = Field(default=None, description="where error reports go; unset: none")
     sentry_environment: str = Field(default="production", min_length=1, max_length=64)
 
-    @field_validator("otel_service_name", "otel_resource_attributes", "sentry_environment")
+    # Before the length checks, so that a blank name is refused rather than kept empty.
+    @field_validator(
+        "otel_service_name", "otel_resource_attributes", "sentry_environment", mode="before"
+    )
     @classmethod
-    def _stripped(cls, value: str) -> str:
-        return value.strip()
+    def _stripped(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("otel_resource_attributes")
     @classmethod
@@ -91,7 +94,10 @@ class ObservabilitySettings(EnvironmentSettings):
                 raise ValueError("must be key=value pairs separated by commas")
         return value
 
-    @field_validator("otel_exporter_otlp_endpoint", "sentry_dsn", mode="before")
+    # Empty is unset: an empty folder would be the working directory, whose *.db files go.
+    @field_validator(
+        "otel_exporter_otlp_endpoint", "sentry_dsn", "prometheus_multiproc_dir", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,108 @@
+"""Traces and metrics of the task queue: what the two options add when both are chosen.
+
+A task enqueued by a request carries the request's trace in its message headers, so its run in
+the worker is a span of the same trace. The worker process counts its tasks by outcome and, when
+METRICS_PORT is set for it, serves those counts there (the worker has no HTTP port otherwise).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from celery.signals import (
+    task_failure,
+    task_retry,
+    task_success,
+    worker_init,
+    worker_process_init,
+)
+
+from .observability import ObservabilitySettings
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import Counter
+
+
+def trace_task_messages(provider: TracerProvider) -> None:
+    """Put the current trace into each task message sent, and continue it where it is run."""
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    for instrumentor in (CeleryInstrumentor(), RedisInstrumentor()):  # type: ignore[no-untyped-call]
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
+
+
+def init_app(app: Flask) -> None:
+    """In the web process: the tasks its requests enqueue carry their trace."""
+    from .. import traces
+
+    settings = ObservabilitySettings.load_or_exit(app.import_name)
+    if not settings.otel_sdk_disabled:
+        provider = traces.tracer_provider(settings, app.extensions["settings"].release_id)
+        trace_task_messages(provider)
+
+
+@worker_init.connect
+def serve_worker_metrics(**_kwargs: Any) -> None:
+    """In the worker's main process, before it forks the pool: keep and serve the counts."""
+    from .. import metrics
+
+    settings = ObservabilitySettings.load_or_exit("celery")
+    if settings.metrics_enabled and settings.metrics_port is not None:
+        metrics.multiprocess_directory(settings.prometheus_multiproc_dir)
+        metrics.serve_on_own_port(settings.metrics_port)
+
+
+@worker_process_init.connect
+def trace_worker_process(**_kwargs: Any) -> None:
+    """In each process of the worker's pool, once forked: its spans, and its log lines' ids."""
+    from .. import traces
+    from ..db import EXTENSION_KEY as DATABASE
+    from ..worker import flask_app
+
+    settings = ObservabilitySettings.load_or_exit("celery")
+    if settings.otel_sdk_disabled:
+        return
+    provider = traces.tracer_provider(settings, flask_app.extensions["settings"].release_id)
+    trace_task_messages(provider)
+    traces.trace_database(flask_app.extensions[DATABASE].engine, provider)
+    traces.stamp_log_lines()
+
+
+@functools.cache
+def tasks_counter() -> Counter:
+    """The count of tasks run, by task and outcome; made on first use, in a pool process."""
+    from prometheus_client import Counter
+
+    return Counter("celery_tasks", "Tasks the worker ran, by outcome", ("task", "outcome"))
+
+
+def count_outcome(outcome: str, sender: Any) -> None:
+    """Count one task run, when the worker keeps metrics (METRICS_PORT set for it)."""
+    from .. import metrics
+
+    if metrics.PROCESS_FOLDER:
+        name = getattr(sender, "name", None) or str(sender)
+        tasks_counter().labels(name, outcome).inc()
+
+
+@task_success.connect
+def count_success(sender: Any = None, **_kwargs: Any) -> None:
+    """A task returned."""
+    count_outcome("success", sender)
+
+
+@task_failure.connect
+def count_failure(sender: Any = None, **_kwargs: Any) -> None:
+    """A task raised and will not be retried."""
+    count_outcome("failure", sender)
+
+
+@task_retry.connect
+def count_retry(sender: Any = None, **_kwargs: Any) -> None:
+    """A task raised and was scheduled to run again."""
+    count_outcome("retry", sender)
