@@ -32,6 +32,7 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
             "src/{package_name}/worker.py",
             "migrations/versions/20261129_0002_archive_todos.py",
             "tests/factors/test_08_concurrency_of_tasks.py",
+            "tests/observability/test_task_metrics.py",
             "tests/observability/test_task_traces.py",
             "tests/option_task_queue.py",
             "tests/test_worker.py",
@@ -50,6 +51,7 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
             "src/{package_name}/traces.py",
             "tests/option_observability.py",
             "tests/observability",
+            "observability",
         ),
     ),
     ("ci", ("github",), (".github",)),
@@ -109,7 +111,9 @@ def install_locks(answers: Mapping[str, object], root: Path) -> None:
     if folder is not None:
         chosen = variants / folder
         if not chosen.is_dir():
-            raise PostGenError(f"the template has no locks {LOCK_VARIANTS / folder}/ for these answers.")
+            raise PostGenError(
+                f"the template has no locks {LOCK_VARIANTS / folder}/ for these answers."
+            )
         for lock in sorted(chosen.glob("*.lock")):
             lock.replace(root / lock.name)
     shutil.rmtree(variants)

@@ -82,3 +82,9 @@ def test_process_commands_are_the_procfiles_everywhere(baked: Baked) -> None:
     }
     assert differing == {}, f"Procfile: {baked.procfile}"
     assert set(baked.procfile) == {"web", "release", *(["worker"] if baked.celery else [])}
+
+
+def test_every_test_file_the_readme_names_exists(baked: Baked) -> None:
+    named = set(re.findall(r"`(tests/[\w/.-]+\.py)`", baked.text("README.md")))
+    assert len(named) > 10
+    assert sorted(path for path in named if not (baked.path / path).is_file()) == []

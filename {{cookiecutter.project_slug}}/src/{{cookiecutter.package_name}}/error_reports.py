@@ -2,10 +2,10 @@
 
 errors.py answers such an exception with a 500 and logs it, traceback and all, at ERROR: the
 SDK's logging integration turns that line into the report (as it does any ERROR line with an
-exception), and its Flask integration adds the request's method and URL. Reports leave from the SDK's background thread, so a slow or absent ingest costs the request
-nothing. Before a report leaves, every secret value of the service's settings is replaced
-wherever it appears in it (a local variable, a URL, a message), beside the SDK's own
-scrubbing of fields named like secrets.
+exception), and its Flask integration adds the request's method and URL. Reports leave from the
+SDK's background thread, so a slow or absent ingest costs the request nothing. Before a report
+leaves, every secret value of the service's settings is replaced wherever it appears in it (a
+local variable, a URL, a message), beside the SDK's own scrubbing of fields named like secrets.
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ from .logging import RECORD_FIELDS, log_context
 from .options.observability import ObservabilitySettings
 
 # Probes and scrapes come every few seconds and say nothing about the service's work.
-UNTRACED_PATHS = "healthz,readyz,metrics"
-UNTRACED_PATH_INFO = frozenset(f"/{name}" for name in UNTRACED_PATHS.split(","))
+UNTRACED_PATH_INFO = frozenset({"/healthz", "/readyz", "/metrics"})
+# The Flask instrumentation searches each of these patterns in a request's whole URL: anchored
+# at the path, so that a query that merely names a probe (?q=metrics) keeps its span.
+UNTRACED_URLS = ",".join(rf"^https?://[^/?]+{path}(\?|$)" for path in sorted(UNTRACED_PATH_INFO))
 # The attribute that ties a span to the request's log lines and X-Request-ID.
 REQUEST_ID_ATTRIBUTE = "http.request.id"
 # The paths the exporter posts to under OTEL_EXPORTER_OTLP_ENDPOINT, as the OTLP spec names them.
@@ -168,7 +170,7 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
         return
     provider = tracer_provider(settings, app.extensions["settings"].release_id)
     FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]
-        app, tracer_provider=provider, excluded_urls=UNTRACED_PATHS
+        app, tracer_provider=provider, excluded_urls=UNTRACED_URLS
     )
     app.after_request(tag_request_id)
     app.wsgi_app = untraced_probes(app.wsgi_app)  # type: ignore[method-assign,assignment]
