@@ -80,6 +80,38 @@ def temporary_database(admin_url: URL, purpose: str, revision: str | None = None
         drop_database(admin_url, name)
 
 
+@contextlib.contextmanager
+def role_with_database(admin_url: URL, purpose: str, password: str) -> Iterator[str]:
+    """A role that logs in with a password, and an empty database of the same name that it owns;
+    both dropped afterwards. Yields the name.
+
+    The local server may trust every login from 127.0.0.1 (pg_hba.conf), so a wrong password
+    could pass as well as the right one: what the tests need is a URL that carries one.
+    """
+    name = f"test_{purpose}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            text(f'CREATE ROLE "{name}" LOGIN PASSWORD :password'), {"password": password}
+        )
+        connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+    try:
+        yield name
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def start_from_required_variables(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+    """Unset every variable the service reads, then set the ones it cannot start without."""
+    for name in SERVICE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in required_environment(database_url).items():
+        monkeypatch.setenv(name, value)
+
+
 def alembic_config(database_url: str) -> Config:
     """Alembic's configuration for this project, pointed at one database."""
     config = Config(PROJECT_ROOT / "alembic.ini")

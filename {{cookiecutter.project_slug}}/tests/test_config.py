@@ -15,6 +15,7 @@ from .support import (
     required_environment,
     run_process,
     service_environment,
+    start_from_required_variables,
 )
 
 GOOD_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -24,10 +25,7 @@ REQUIRED_VARIABLES = sorted(required_environment(GOOD_URL))
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Start each test with only the required variables of the service set."""
-    for name in SERVICE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in required_environment(GOOD_URL).items():
-        monkeypatch.setenv(name, value)
+    start_from_required_variables(monkeypatch, GOOD_URL)
     return monkeypatch
 
 

@@ -11,7 +11,6 @@ import contextlib
 import secrets
 import string
 import subprocess
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from .support import (
     RunningService,
     free_port,
     http_exchange,
+    role_with_database,
     run_flask_command,
     run_process,
     service_environment,
@@ -141,25 +141,9 @@ class Role:
 
 @pytest.fixture
 def role(admin_url: URL) -> Iterator[Role]:
-    """A role with a password and an empty database it owns; both dropped afterwards.
-
-    The local server may trust every login from 127.0.0.1 (pg_hba.conf), so a wrong password
-    could pass as well as the right one: what matters here is that the URL carries one.
-    """
-    name = f"test_secrets_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(
-            text(f'CREATE ROLE "{name}" LOGIN PASSWORD :password'), {"password": PASSWORD}
-        )
-        connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
-    try:
+    """A role with a password and an empty database it owns; both dropped afterwards."""
+    with role_with_database(admin_url, "secrets", PASSWORD) as name:
         yield Role(admin_url, name, name)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def secret_environment(

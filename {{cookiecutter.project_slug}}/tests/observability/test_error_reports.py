@@ -37,6 +37,7 @@ from ..support import (
     http_exchange,
     http_get,
     migrate,
+    role_with_database,
     service_environment,
     wait_for,
     web_process,
@@ -79,26 +80,14 @@ class Role:
 def role(admin_url: URL) -> Iterator[Role]:
     """A role with a password and a database it owns, migrated; both dropped afterwards.
 
-    The local server may trust every login from 127.0.0.1, so any password would do: what
-    matters is that DATABASE_URL carries one, for the reports to leave out.
+    Any password would do on a server that trusts local logins: what matters is that
+    DATABASE_URL carries one, for the reports to leave out.
     """
-    name = f"test_reports_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(
-            text(f'CREATE ROLE "{name}" LOGIN PASSWORD :password'), {"password": PASSWORD}
-        )
-        connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
-    try:
+    with role_with_database(admin_url, "reports", PASSWORD) as name:
         created = Role(admin_url, name)
         # As the role, so that it owns the tables; Alembic is given the driver by name.
         migrate(created.url.replace("postgresql://", "postgresql+psycopg2://", 1), "head")
         yield created
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture

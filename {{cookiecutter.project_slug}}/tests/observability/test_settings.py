@@ -22,17 +22,16 @@ from {{ cookiecutter.package_name }}.options.observability import (
 )
 
 from ..support import (
-    SERVICE_VARIABLES,
     WSGI_MODULE,
-    required_environment,
     run_flask_command,
     run_process,
     service_environment,
+    start_from_required_variables,
 )
-from .sentry_standin import random_letters
 
-# A key that no message can contain by chance, and a DSN that lacks its project id.
-DSN_KEY = random_letters(32)
+# A key that no message can contain by chance, and a DSN that lacks its project id. It is
+# fixed: test ids are built from it, and pytest-xdist's workers must collect the same ids.
+DSN_KEY = "QkZpXwRvNdTmYhLsJcGbFaEuOyIxWqPe"
 DSN_WITHOUT_PROJECT = f"https://{DSN_KEY}@sentry.example.com"
 
 MALFORMED = [
@@ -67,10 +66,7 @@ GOOD_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Start each test with only the service's required variables set."""
-    for name in SERVICE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in required_environment(GOOD_URL).items():
-        monkeypatch.setenv(name, value)
+    start_from_required_variables(monkeypatch, GOOD_URL)
     return monkeypatch
 
 
