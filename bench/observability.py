@@ -21,7 +21,7 @@ from typing import Any
 from . import procs
 from .bakes import Bake
 from .plan import BENCH_DIR, Plan, progress
-from .report import fmt, median, spread, table
+from .report import fmt, incident_lines, median, spread, table
 from .servers import Scenario, WebServer, launch_web
 from .sql import SqlPipe
 from .web import Loader, paired
@@ -255,9 +255,5 @@ def render_observability(plan: Plan, o: dict[str, Any]) -> list[str]:
         "(the rest are warm-up requests)."
     )
     add("")
-    if o["incidents"]:
-        add("**Incidents** (each failed run was discarded and redone on a fresh process):")
-        add("")
-        out.extend(f"- {incident}" for incident in o["incidents"])
-        add("")
+    out.extend(incident_lines(o["incidents"]))
     return out

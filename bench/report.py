@@ -58,3 +58,11 @@ def spread(values: Sequence[float], digits: int = 1) -> list[str]:
 def span(values: Sequence[float], digits: int = 2) -> str:
     """'min to max' of a series, for a table cell."""
     return f"{fmt(min(values), digits)} to {fmt(max(values), digits)}" if values else "-"
+
+
+def incident_lines(incidents: Sequence[str]) -> list[str]:
+    """The report's list of failed runs, each discarded and redone; nothing when none failed."""
+    if not incidents:
+        return []
+    heading = "**Incidents** (each failed run was discarded and redone on a fresh process):"
+    return [heading, "", *(f"- {incident}" for incident in incidents), ""]

@@ -10,7 +10,7 @@ from typing import Any
 from . import growth, load, procs
 from .bakes import Bake, seed
 from .plan import Plan, progress
-from .report import fmt, median, ratio, spread, table
+from .report import fmt, incident_lines, median, ratio, spread, table
 from .servers import Scenario, WebServer, launch_baseline, launch_web, page_items
 from .sql import SqlPipe
 
@@ -327,9 +327,5 @@ def render_web(plan: Plan, web: dict[str, Any]) -> list[str]:
         "in all its runs (access lines are INFO)."
     )
     add("")
-    if web["incidents"]:
-        add("**Incidents** (each failed run was discarded and redone on a fresh process):")
-        add("")
-        out.extend(f"- {incident}" for incident in web["incidents"])
-        add("")
+    out.extend(incident_lines(web["incidents"]))
     return out

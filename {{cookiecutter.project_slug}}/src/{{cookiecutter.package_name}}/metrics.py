@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, g, request
 from spectree import Response as Responses
@@ -29,6 +29,10 @@ from .config import share_with_children
 from .db import EXTENSION_KEY as DATABASE
 from .openapi import documented
 from .options.observability import ObservabilitySettings
+
+if TYPE_CHECKING:
+    # Imported where used: prometheus_client must come after the folder is chosen.
+    from prometheus_client import CollectorRegistry
 
 # prometheus_client reads it from the environment alone, and the workers inherit it.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -148,32 +152,31 @@ def watch_pool(engine: Engine) -> None:
     event.listen(engine, "checkin", checked_in)
 
 
-def exposition() -> tuple[bytes, str]:
-    """Every worker's metrics, summed, in Prometheus's text format, and its content type."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+def summed_registry() -> CollectorRegistry:
+    """A registry that reads every worker's files of the folder, summing them."""
+    from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return registry
 
 
 @blueprint.get("/metrics")
 @documented(resp=Responses(HTTP_200=None), tags=["health"])
 def metrics_page() -> Response:
     """The scrape target: every worker's metrics, as Prometheus reads them."""
-    body, content_type = exposition()
-    return Response(body, content_type=content_type)
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(summed_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 @functools.cache
 def serve_on_own_port(port: int) -> None:
     """Serve the metrics on a port of their own, from the calling process (gunicorn's master)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client import start_http_server
 
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry = summed_registry()
     start_http_server(port, addr="0.0.0.0", registry=registry)  # noqa: S104 - port binding (VII)
 
 
