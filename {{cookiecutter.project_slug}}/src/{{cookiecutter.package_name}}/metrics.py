@@ -18,10 +18,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 from spectree import Response as Responses
 from sqlalchemy import Engine, event
 
@@ -32,14 +33,25 @@ from .options.observability import ObservabilitySettings
 
 if TYPE_CHECKING:
     # Imported where used: prometheus_client must come after the folder is chosen.
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
 # prometheus_client reads it from the environment alone, and the workers inherit it.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # The label of a request no route matched (a 404 or 405 of the router).
 UNMATCHED_ROUTE = "<unmatched>"
+# The methods counted by name; any other a client sends is counted as OTHER_METHOD, so that
+# made-up methods cannot add series without bound (OpenTelemetry's semantic conventions
+# do the same).
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+OTHER_METHOD = "_OTHER"
+# Where the time the request came in waits for the app's answer, in its WSGI environ.
+STARTED_KEY = "metrics.started"
 # Seconds: from 5 ms, where a read from the pool lands, to 10 s, the statement timeout.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -102,6 +114,18 @@ class ServiceMetrics:
             "Connections opened beyond the pools' size",
             multiprocess_mode="livesum",
         )
+        # The labelled series of each (method, route, status) seen, found once: looking
+        # them up on every request cost as much as counting it.
+        self.request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def series_of(self, method: str, route: str, status: str) -> tuple[Counter, Histogram]:
+        """The request count and duration series of one method, route and status."""
+        key = (method if method in KNOWN_METHODS else OTHER_METHOD, route, status)
+        series = self.request_series.get(key)
+        if series is None:
+            series = (self.requests.labels(*key), self.duration.labels(*key))
+            self.request_series[key] = series
+        return series
 
 
 # prometheus_client refuses a second metric of the same name in a process.
@@ -111,33 +135,70 @@ def service_metrics() -> ServiceMetrics:
     return ServiceMetrics()
 
 
-def start_timer() -> None:
-    """Note when the app took the request."""
-    g.metrics_started = time.perf_counter()
+def timed(app: WsgiApp) -> WsgiApp:
+    """The app, noting in each request's environ when the request came in."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ[STARTED_KEY] = time.perf_counter()
+        return app(environ, start_response)
+
+    return serve
 
 
 def count_request(response: Response) -> Response:
     """Count the answered request under its route template and status."""
-    started = g.pop("metrics_started", None)
+    started = request.environ.get(STARTED_KEY)
     if started is None:
         return response
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    labels = (request.method, route, str(response.status_code))
-    metrics = service_metrics()
-    metrics.requests.labels(*labels).inc()
-    metrics.duration.labels(*labels).observe(time.perf_counter() - started)
+    rule = request.url_rule
+    route = rule.rule if rule is not None else UNMATCHED_ROUTE
+    requests, duration = service_metrics().series_of(
+        request.method, route, str(response.status_code)
+    )
+    requests.inc()
+    duration.observe(time.perf_counter() - started)
     return response
+
+
+class PoolGauges:
+    """The pool gauges of this process, written only when a value changes: each write locks
+    and writes the process's file, and the overflow, say, is nearly always 0."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+        self.in_use: int | None = None
+        self.overflow: int | None = None
+        # A forked worker starts files of its own, at 0, whatever the parent last wrote.
+        os.register_at_fork(after_in_child=self.forget)
+
+    def forget(self) -> None:
+        """Write the next values whatever they are."""
+        self.in_use = self.overflow = None
+
+    def show(self, in_use: int, overflow: int) -> None:
+        """Set the gauges that changed."""
+        if in_use != self.in_use:
+            self.metrics.pool_in_use.set(in_use)
+            self.in_use = in_use
+        if overflow != self.overflow:
+            self.metrics.pool_overflow.set(overflow)
+            self.overflow = overflow
+
+
+@functools.cache
+def pool_gauges() -> PoolGauges:
+    """This process's pool gauges, made on first use."""
+    return PoolGauges(service_metrics())
 
 
 def watch_pool(engine: Engine) -> None:
     """Keep the pool gauges up to date as connections leave and return to it."""
-    metrics = service_metrics()
+    gauges = pool_gauges()
 
     # The engine's pool at the time: a forked worker disposes of the pool it inherited.
     def checked_out(*_args: Any) -> None:
         pool: Any = engine.pool
-        metrics.pool_in_use.set(pool.checkedout())
-        metrics.pool_overflow.set(max(pool.overflow(), 0))
+        gauges.show(pool.checkedout(), max(pool.overflow(), 0))
 
     def checked_in(*_args: Any) -> None:
         pool: Any = engine.pool
@@ -145,8 +206,7 @@ def watch_pool(engine: Engine) -> None:
         # checked out, and a full pool closes it only afterwards, one overflow the fewer.
         idle = pool.size() - pool.checkedout() + pool.overflow()
         closed = 1 if idle >= pool.size() else 0
-        metrics.pool_in_use.set(pool.checkedout() - 1)
-        metrics.pool_overflow.set(max(pool.overflow() - closed, 0))
+        gauges.show(pool.checkedout() - 1, max(pool.overflow() - closed, 0))
 
     event.listen(engine, "checkout", checked_out)
     event.listen(engine, "checkin", checked_in)
@@ -194,7 +254,7 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
         return
     multiprocess_directory(settings.prometheus_multiproc_dir)
     service_metrics()
-    app.before_request(start_timer)
+    app.wsgi_app = timed(app.wsgi_app)  # type: ignore[method-assign,assignment]
     app.after_request(count_request)
     watch_pool(app.extensions[DATABASE].engine)
     if settings.metrics_port is None:

@@ -134,6 +134,16 @@ def test_a_path_no_route_matches_is_counted_as_unmatched(client: FlaskClient) ->
     assert counted_between(client, send) == {("GET", "<unmatched>", "404"): 1}
 
 
+def test_made_up_methods_share_one_series_so_clients_cannot_add_series(
+    client: FlaskClient,
+) -> None:
+    def send() -> None:
+        for method in ("FOO", "BAR", "PURGE", "X-ANYTHING"):
+            assert client.open("/api/todos", method=method).status_code == 405
+
+    assert counted_between(client, send) == {("_OTHER", "<unmatched>", "405"): 4}
+
+
 def test_the_status_label_is_the_status_the_client_got(client: FlaskClient) -> None:
     def send() -> None:
         assert client.post("/api/todos", json={"title": "kept"}).status_code == 201

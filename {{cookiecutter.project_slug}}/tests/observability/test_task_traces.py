@@ -63,7 +63,7 @@ def test_a_task_enqueued_by_a_request_runs_in_the_worker_as_part_of_the_requests
             update = receiver.wait_for(
                 lambda span: (
                     span.parent_span_id == run.span_id
-                    and str(span.attributes.get("db.statement", "")).startswith("UPDATE todos")
+                    and str(span.attributes.get("db.query.text", "")).startswith("UPDATE todos")
                 ),
                 "the task's UPDATE, a child of its run",
             )

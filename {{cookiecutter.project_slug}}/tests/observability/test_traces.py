@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 
 from ..support import (
     Exchange,
@@ -75,7 +76,7 @@ def statement_spans_of(receiver: OtlpReceiver, parent: ReceivedSpan, verb: str) 
     """The SQL span of the parent whose statement begins with verb, once it has arrived."""
 
     def wanted(span: ReceivedSpan) -> bool:
-        statement = str(span.attributes.get("db.statement", ""))
+        statement = str(span.attributes.get("db.query.text", ""))
         return span.parent_span_id == parent.span_id and statement.startswith(verb)
 
     return receiver.wait_for(wanted, f"a {verb} span under {parent.name}")
@@ -120,18 +121,23 @@ def test_a_request_is_a_server_span_with_its_route_status_and_request_id(
 
     post = server_span_of(receiver, request_id_of(created))
     get = server_span_of(receiver, request_id_of(read))
-    assert post.attributes["http.route"] == "/api/todos"
-    assert post.attributes["http.status_code"] == 201
+    assert (post.name, post.attributes["http.route"]) == ("POST /api/todos", "/api/todos")
+    assert post.attributes["http.response.status_code"] == 201
     # The route template, not the path: every todo's reads are one operation.
+    assert get.name == "GET /api/todos/<int:todo_id>"
     assert get.attributes["http.route"] == "/api/todos/<int:todo_id>"
-    assert get.attributes["http.status_code"] == 200
+    assert get.attributes["http.response.status_code"] == 200
+    assert get.attributes["http.request.method"] == "GET"
+    assert get.attributes["url.path"] == location
+    assert get.attributes["url.scheme"] == "http"
+    assert get.attributes["server.address"] == "127.0.0.1"
     assert post.parent_span_id == get.parent_span_id == ""  # no caller traced them
     assert post.trace_id != get.trace_id
     assert receiver.refused == []
 
 
 def test_the_sql_of_a_request_is_its_child_spans(
-    traced_service: RunningService, receiver: OtlpReceiver
+    traced_service: RunningService, receiver: OtlpReceiver, database_url: str
 ) -> None:
     created = post_todo(traced_service.base_url, "its statements")
     read = http_exchange("GET", f"{traced_service.base_url}{created.header('Location')}")
@@ -142,7 +148,13 @@ def test_the_sql_of_a_request_is_its_child_spans(
     select = statement_spans_of(receiver, get, "SELECT todos.id")
     assert (insert.trace_id, select.trace_id) == (post.trace_id, get.trace_id)
     assert insert.kind == select.kind == CLIENT
-    assert insert.attributes["db.system"] == "postgresql"
+    database = make_url(database_url).database
+    assert insert.name == f"INSERT {database}"
+    assert insert.attributes["db.system.name"] == "postgresql"
+    assert insert.attributes["db.namespace"] == database
+    assert insert.attributes["db.operation.name"] == "INSERT"
+    # The statement as sent, with placeholders: the values (a title, a password) stay out.
+    assert "its statements" not in str(insert.attributes["db.query.text"])
     # Every database span of a request is its child: none is left without a parent.
     for request_span in (post, get):
         children = children_of(receiver, request_span)

@@ -8,6 +8,7 @@ METRICS_PORT is set for it, serves those counts there (the worker has no HTTP po
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from celery.signals import (
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import Counter
 
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
 
 def trace_task_messages(provider: TracerProvider) -> None:
     """Put the current trace into each task message sent, and continue it where it is run."""
@@ -36,6 +39,22 @@ def trace_task_messages(provider: TracerProvider) -> None:
             instrumentor.instrument(tracer_provider=provider)
 
 
+def untraced_probes(app: WsgiApp) -> WsgiApp:
+    """The app, with no span at all for a probe or a scrape: the readiness check pings the
+    broker, and the Redis instrumentation would make each ping a trace of its own."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    from ..traces import UNTRACED_PATHS
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in UNTRACED_PATHS:
+            with suppress_instrumentation():
+                return app(environ, start_response)
+        return app(environ, start_response)
+
+    return serve
+
+
 def init_app(app: Flask) -> None:
     """In the web process: the tasks its requests enqueue carry their trace."""
     from .. import traces
@@ -44,6 +63,7 @@ def init_app(app: Flask) -> None:
     if not settings.otel_sdk_disabled:
         provider = traces.tracer_provider(settings, app.extensions["settings"].release_id)
         trace_task_messages(provider)
+        app.wsgi_app = untraced_probes(app.wsgi_app)  # type: ignore[method-assign,assignment]
 
 
 @worker_init.connect
