@@ -202,11 +202,11 @@ def watch_pool(engine: Engine) -> None:
 
     def checked_in(*_args: Any) -> None:
         pool: Any = engine.pool
+        size, out, overflow = pool.size(), pool.checkedout(), pool.overflow()
         # SQLAlchemy calls this before the connection is back: the pool still counts it as
         # checked out, and a full pool closes it only afterwards, one overflow the fewer.
-        idle = pool.size() - pool.checkedout() + pool.overflow()
-        closed = 1 if idle >= pool.size() else 0
-        gauges.show(pool.checkedout() - 1, max(pool.overflow() - closed, 0))
+        closed = 1 if size - out + overflow >= size else 0
+        gauges.show(out - 1, max(overflow - closed, 0))
 
     event.listen(engine, "checkout", checked_out)
     event.listen(engine, "checkin", checked_in)
