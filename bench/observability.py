@@ -194,8 +194,8 @@ def render_observability(plan: Plan, o: dict[str, Any]) -> list[str]:
         f"OTEL_TRACES_SAMPLER_ARG={SAMPLER_ARG}, OTEL_EXPORTER_OTLP_ENDPOINT at a local sink "
         "that answers 200 to every POST (`bench/otlpsink.py`), METRICS_ENABLED=true (every "
         "request counted in the multiprocess folder) and SENTRY_DSN empty. `/healthz` is "
-        "never traced (probes are excluded), so its row is the cost of the instrumentation "
-        "and the metrics alone."
+        "never traced (probes are excluded), so its row is the cost of the metrics and of the "
+        "tracing middleware's look at the path alone."
     )
     add("")
     rows = []

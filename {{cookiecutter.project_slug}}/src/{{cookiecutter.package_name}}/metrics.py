@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, has_request_context, request
 from spectree import Response as Responses
 from sqlalchemy import Engine, event
 
@@ -46,8 +46,6 @@ KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 OTHER_METHOD = "_OTHER"
-# Where the time the request came in waits for the app's answer, in its WSGI environ.
-STARTED_KEY = "metrics.started"
 # Seconds: from 5 ms, where a read from the pool lands, to 10 s, the statement timeout.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -135,29 +133,33 @@ def service_metrics() -> ServiceMetrics:
     return ServiceMetrics()
 
 
-def timed(app: WsgiApp) -> WsgiApp:
-    """The app, noting in each request's environ when the request came in."""
+def counted(app: WsgiApp) -> WsgiApp:
+    """The app, counting each request under its route template and status as it answers.
+
+    The count is taken in start_response, which the app calls from inside the request's
+    context (a Flask response starts itself before the context is popped): the matched
+    route is still at hand there, and the answer is complete but for sending its body.
+    """
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        environ[STARTED_KEY] = time.perf_counter()
-        return app(environ, start_response)
+        started = time.perf_counter()
+
+        def count_then_start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            count_request(environ.get("REQUEST_METHOD", ""), status.split(" ", 1)[0], started)
+            return start_response(status, headers, exc_info)
+
+        return app(environ, count_then_start)
 
     return serve
 
 
-def count_request(response: Response) -> Response:
-    """Count the answered request under its route template and status."""
-    started = request.environ.get(STARTED_KEY)
-    if started is None:
-        return response
-    rule = request.url_rule
+def count_request(method: str, status: str, started: float) -> None:
+    """Count one answered request of the current request context."""
+    rule = request.url_rule if has_request_context() else None
     route = rule.rule if rule is not None else UNMATCHED_ROUTE
-    requests, duration = service_metrics().series_of(
-        request.method, route, str(response.status_code)
-    )
+    requests, duration = service_metrics().series_of(method, route, status)
     requests.inc()
     duration.observe(time.perf_counter() - started)
-    return response
 
 
 class PoolGauges:
@@ -254,8 +256,7 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
         return
     multiprocess_directory(settings.prometheus_multiproc_dir)
     service_metrics()
-    app.wsgi_app = timed(app.wsgi_app)  # type: ignore[method-assign,assignment]
-    app.after_request(count_request)
+    app.wsgi_app = counted(app.wsgi_app)  # type: ignore[method-assign,assignment]
     watch_pool(app.extensions[DATABASE].engine)
     if settings.metrics_port is None:
         app.register_blueprint(blueprint)

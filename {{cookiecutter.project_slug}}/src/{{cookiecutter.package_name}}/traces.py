@@ -22,10 +22,10 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -41,14 +41,13 @@ from opentelemetry.semconv.attributes import (
     db_attributes,
     error_attributes,
     http_attributes,
-    server_attributes,
     url_attributes,
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from psycopg2.extensions import cursor
 from sqlalchemy import Engine, event
 from werkzeug.exceptions import HTTPException
-from werkzeug.wsgi import get_host, get_path_info
+from werkzeug.wsgi import get_path_info
 
 from .__about__ import __version__
 from .db import EXTENSION_KEY as DATABASE
@@ -65,6 +64,8 @@ PROPAGATION_HEADERS = {
     "HTTP_TRACESTATE": "tracestate",
     "HTTP_BAGGAGE": "baggage",
 }
+# The context of a request no caller's trace comes with: it starts a trace of its own.
+ROOT_CONTEXT = Context()
 # The attribute that ties a span to the request's log lines and X-Request-ID.
 REQUEST_ID_ATTRIBUTE = "http.request.id"
 # The paths the exporter posts to under OTEL_EXPORTER_OTLP_ENDPOINT, as the OTLP spec names them.
@@ -170,7 +171,8 @@ class TracedRequests:
         """Answer the request inside its span; describe the span only if it is recorded."""
         if environ.get("PATH_INFO") in UNTRACED_PATHS:
             return self.wsgi_app(environ, start_response)
-        parent = None
+        # Given, not None, so that the SDK need not look up the current context to find none.
+        parent = ROOT_CONTEXT
         if not PROPAGATION_HEADERS.keys().isdisjoint(environ):
             carrier = {
                 name: environ[key] for key, name in PROPAGATION_HEADERS.items() if key in environ
@@ -200,7 +202,6 @@ class TracedRequests:
                 http_attributes.HTTP_REQUEST_METHOD: method,
                 url_attributes.URL_PATH: get_path_info(environ),
                 url_attributes.URL_SCHEME: environ.get("wsgi.url_scheme", "http"),
-                server_attributes.SERVER_ADDRESS: urlsplit("//" + get_host(environ)).hostname or "",
             }
         )
         try:
@@ -230,13 +231,11 @@ def answer_noted_on(span: Span, start_response: Callable[..., Any]) -> Callable[
 
 def database_attributes(engine: Engine) -> dict[str, Any]:
     """What every statement span of this engine says of the database it runs on."""
-    url = engine.url
+    # The conventions' required ones alone: every attribute costs each sampled span its
+    # encoding, and the database's address is the deployment's business, not the trace's.
     attributes: dict[str, Any] = {db_attributes.DB_SYSTEM_NAME: "postgresql"}
-    if url.database:
-        attributes[db_attributes.DB_NAMESPACE] = url.database
-    if url.host:
-        attributes[server_attributes.SERVER_ADDRESS] = url.host
-        attributes[server_attributes.SERVER_PORT] = url.port or 5432
+    if engine.url.database:
+        attributes[db_attributes.DB_NAMESPACE] = engine.url.database
     return attributes
 
 
