@@ -35,21 +35,21 @@ if TYPE_CHECKING:
     # Imported where used: prometheus_client must come after the folder is chosen.
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
+    from .request_ids import WsgiApp
+
 # prometheus_client reads it from the environment alone, and the workers inherit it.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # The label of a request no route matched (a 404 or 405 of the router).
 UNMATCHED_ROUTE = "<unmatched>"
-# The methods counted by name; any other a client sends is counted as OTHER_METHOD, so that
-# made-up methods cannot add series without bound (OpenTelemetry's semantic conventions
-# do the same).
+# The methods named as they are; any other a client sends is named OTHER_METHOD, so that
+# made-up methods cannot add series (or span names, traces.py) without bound, as
+# OpenTelemetry's semantic conventions say.
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 OTHER_METHOD = "_OTHER"
 # Seconds: from 5 ms, where a read from the pool lands, to 10 s, the statement timeout.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -118,7 +118,7 @@ class ServiceMetrics:
 
     def series_of(self, method: str, route: str, status: str) -> tuple[Counter, Histogram]:
         """The request count and duration series of one method, route and status."""
-        key = (method if method in KNOWN_METHODS else OTHER_METHOD, route, status)
+        key = (method_label(method), route, status)
         series = self.request_series.get(key)
         if series is None:
             series = (self.requests.labels(*key), self.duration.labels(*key))
@@ -153,10 +153,24 @@ def counted(app: WsgiApp) -> WsgiApp:
     return serve
 
 
+def method_label(method: str) -> str:
+    """The method as the signals name it: itself if it is a known one, else OTHER_METHOD."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def matched_route() -> str | None:
+    """The route template the current request matched (/api/todos/<int:todo_id>), if any.
+
+    Flask matched it already; read in start_response, which the app calls from inside the
+    request's context, it costs nothing to find again.
+    """
+    rule = request.url_rule if has_request_context() else None
+    return rule.rule if rule is not None else None
+
+
 def count_request(method: str, status: str, started: float) -> None:
     """Count one answered request of the current request context."""
-    rule = request.url_rule if has_request_context() else None
-    route = rule.rule if rule is not None else UNMATCHED_ROUTE
+    route = matched_route() or UNMATCHED_ROUTE
     requests, duration = service_metrics().series_of(method, route, status)
     requests.inc()
     duration.observe(time.perf_counter() - started)

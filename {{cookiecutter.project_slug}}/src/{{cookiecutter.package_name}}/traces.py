@@ -46,14 +46,15 @@ from opentelemetry.semconv.attributes import (
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from psycopg2.extensions import cursor
 from sqlalchemy import Engine, event
-from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_path_info
 
 from .__about__ import __version__
 from .db import EXTENSION_KEY as DATABASE
 from .logging import RECORD_FIELDS
+from .metrics import KNOWN_METHODS, matched_route, method_label
 from .options.observability import ObservabilitySettings
 from .request_ids import HEADER as REQUEST_ID_HEADER
+from .request_ids import WsgiApp
 
 # Probes and scrapes come every few seconds and say nothing about the service's work.
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -64,6 +65,8 @@ PROPAGATION_HEADERS = {
     "HTTP_TRACESTATE": "tracestate",
     "HTTP_BAGGAGE": "baggage",
 }
+# The name of a request span whose method is not a known one, as the conventions say.
+UNKNOWN_METHOD_NAME = "HTTP"
 # The context of a request no caller's trace comes with: it starts a trace of its own.
 ROOT_CONTEXT = Context()
 # The attribute that ties a span to the request's log lines and X-Request-ID.
@@ -72,8 +75,6 @@ REQUEST_ID_ATTRIBUTE = "http.request.id"
 TRACES_PATH = "/v1/traces"
 # The most spans one export carries (the SDK's default), fewer if the queue is smaller.
 EXPORT_BATCH_SIZE = 512
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # One provider per process: its batch thread is restarted in each forked worker by the SDK.
 # Keyed by the tracing settings alone: the others (the metrics folder) may be filled in later.
@@ -160,9 +161,8 @@ class TracedRequests:
     """WSGI middleware around the app: a server span for each request but the probes, current
     while the app answers it, so that the statements and log lines of the request share it."""
 
-    def __init__(self, app: Flask, tracer: Tracer) -> None:
+    def __init__(self, app: WsgiApp, tracer: Tracer) -> None:
         self.app = app
-        self.wsgi_app: WsgiApp = app.wsgi_app
         self.tracer = tracer
 
     def __call__(
@@ -170,7 +170,7 @@ class TracedRequests:
     ) -> Iterable[bytes]:
         """Answer the request inside its span; describe the span only if it is recorded."""
         if environ.get("PATH_INFO") in UNTRACED_PATHS:
-            return self.wsgi_app(environ, start_response)
+            return self.app(environ, start_response)
         # Given, not None, so that the SDK need not look up the current context to find none.
         parent = ROOT_CONTEXT
         if not PROPAGATION_HEADERS.keys().isdisjoint(environ):
@@ -179,13 +179,14 @@ class TracedRequests:
             }
             parent = propagate.extract(carrier)
         method = environ.get("REQUEST_METHOD", "")
-        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+        name = method if method in KNOWN_METHODS else UNKNOWN_METHOD_NAME
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
         token = context.attach(trace.set_span_in_context(span, parent))
         try:
             if not span.is_recording():
-                return self.wsgi_app(environ, start_response)
-            self.describe_request(span, environ)
-            return self.wsgi_app(environ, answer_noted_on(span, start_response))
+                return self.app(environ, start_response)
+            describe_request(span, environ)
+            return self.app(environ, answer_noted_on(span, name, start_response))
         except BaseException as error:  # only under `flask run --debug`: the app answers all
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
@@ -194,32 +195,36 @@ class TracedRequests:
             span.end()
             context.detach(token)
 
-    def describe_request(self, span: Span, environ: dict[str, Any]) -> None:
-        """The attributes of a recorded request span, named after its route template."""
-        method = environ.get("REQUEST_METHOD", "")
-        span.set_attributes(
-            {
-                http_attributes.HTTP_REQUEST_METHOD: method,
-                url_attributes.URL_PATH: get_path_info(environ),
-                url_attributes.URL_SCHEME: environ.get("wsgi.url_scheme", "http"),
-            }
-        )
-        try:
-            rule, _arguments = self.app.url_map.bind_to_environ(environ).match(return_rule=True)
-        except HTTPException:  # no route: a 404, a 405 or a redirect of the router
-            return
-        span.set_attribute(http_attributes.HTTP_ROUTE, rule.rule)
-        span.update_name(f"{method} {rule.rule}")
+
+def describe_request(span: Span, environ: dict[str, Any]) -> None:
+    """The attributes of a recorded request span that the request itself gives."""
+    method = environ.get("REQUEST_METHOD", "")
+    span.set_attributes(
+        {
+            http_attributes.HTTP_REQUEST_METHOD: method_label(method),
+            url_attributes.URL_PATH: get_path_info(environ),
+            url_attributes.URL_SCHEME: environ.get("wsgi.url_scheme", "http"),
+        }
+    )
+    if method not in KNOWN_METHODS:
+        span.set_attribute(http_attributes.HTTP_REQUEST_METHOD_ORIGINAL, method)
 
 
-def answer_noted_on(span: Span, start_response: Callable[..., Any]) -> Callable[..., Any]:
-    """start_response, noting the answer on the span: its status and the request's id."""
+def answer_noted_on(
+    span: Span, name: str, start_response: Callable[..., Any]
+) -> Callable[..., Any]:
+    """start_response, noting the answer on the span: the route the request matched (the
+    span is named after it), its status and the request's id."""
 
     def noting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        route = matched_route()
+        if route is not None:
+            span.set_attribute(http_attributes.HTTP_ROUTE, route)
+            span.update_name(f"{name} {route}")
         code = int(status.split(" ", 1)[0])
         span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, code)
-        for name, value in headers:
-            if name.lower() == REQUEST_ID_HEADER.lower():
+        for header, value in headers:
+            if header.lower() == REQUEST_ID_HEADER.lower():
                 span.set_attribute(REQUEST_ID_ATTRIBUTE, value)
         if code >= 500:
             span.set_attribute(error_attributes.ERROR_TYPE, str(code))
@@ -316,6 +321,6 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
         return
     provider = tracer_provider(settings, app.extensions["settings"].release_id)
     tracer = provider.get_tracer(__name__, __version__)
-    app.wsgi_app = TracedRequests(app, tracer)  # type: ignore[method-assign]
+    app.wsgi_app = TracedRequests(app.wsgi_app, tracer)  # type: ignore[method-assign]
     trace_database(app.extensions[DATABASE].engine, provider)
     stamp_log_lines()

@@ -104,6 +104,17 @@ def test_a_path_no_route_matches_is_named_by_its_method_alone(
     assert span.status.status_code == StatusCode.UNSET  # the client's mistake, not a failure
 
 
+def test_a_made_up_method_is_named_http_and_kept_only_as_an_attribute(
+    client: FlaskClient, spans: InMemorySpanExporter
+) -> None:
+    assert client.open("/api/todos", method="PURGE").status_code == 405
+    span = only_server_span(spans)
+    # Named by the method, a client could make as many span names as it likes.
+    assert span.name == "HTTP"
+    assert attributes_of(span)["http.request.method"] == "_OTHER"
+    assert attributes_of(span)["http.request.method_original"] == "PURGE"
+
+
 def test_an_unhandled_error_marks_the_request_span_as_failed(
     failing_client: FlaskClient, spans: InMemorySpanExporter
 ) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import Counter
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+    from ..request_ids import WsgiApp
 
 
 def trace_task_messages(provider: TracerProvider) -> None:
