@@ -36,6 +36,8 @@ SCENARIO_KEYS = ("healthz", "get")
 # The opentelemetry bake twice: as configured (traces and metrics), and with its metrics off,
 # to show how the cost splits between the two signals.
 SERVERS = ("none", "opentelemetry", "traces")
+# Seconds to wait for the workers' last counts: a few of their one-second writes.
+COUNT_WAIT_S = 5
 COUNTED = re.compile(r"^http_requests_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 
 
@@ -64,12 +66,19 @@ def sink_stats(sink: procs.Proc) -> dict[str, Any]:
     return dict(json.loads(body))
 
 
-def counted_requests(port: int) -> float:
-    """The sum of http_requests_total over every route and status, from GET /metrics."""
-    status, body = procs.http_request("GET", port, "/metrics")
-    if status != 200:
-        raise RuntimeError(f"GET /metrics answered {status}")
-    return sum(float(value) for value in COUNTED.findall(body.decode()))
+def counted_requests(port: int, sent: int) -> float:
+    """The sum of http_requests_total over every route and status, from GET /metrics, once
+    it has counted what was sent (each worker writes its counts once a second), or as it
+    stands after COUNT_WAIT_S."""
+    stop_at = time.monotonic() + COUNT_WAIT_S
+    while True:
+        status, body = procs.http_request("GET", port, "/metrics")
+        if status != 200:
+            raise RuntimeError(f"GET /metrics answered {status}")
+        counted = sum(float(value) for value in COUNTED.findall(body.decode()))
+        if counted >= sent or time.monotonic() > stop_at:
+            return counted
+        time.sleep(0.2)
 
 
 def measure_observability(
@@ -168,7 +177,7 @@ def measure_observability(
         sent = sum(
             r["requests"] for key, rs in runs.items() if key.endswith("_opentelemetry") for r in rs
         )
-        counted = counted_requests(servers["opentelemetry"].port)
+        counted = counted_requests(servers["opentelemetry"].port, sent)
     finally:
         for server in servers.values():
             server.stop()

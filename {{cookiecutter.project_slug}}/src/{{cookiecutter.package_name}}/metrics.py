@@ -7,24 +7,30 @@ process starts (or PROMETHEUS_MULTIPROC_DIR names it) and emptied then; gunicorn
 tells this module when a worker dies (gunicorn.conf.py), so its gauges stop counting.
 
 Requests are counted by route template (/api/todos/<int:todo_id>), never by raw path, so
-that the number of series stays bounded whatever paths the clients send.
+that the number of series stays bounded whatever paths the clients send. A process notes
+what it answers in memory and writes it to its files once a second (Tally), with its pools'
+figures: a scrape sees a worker's counts at most a second late, and the request pays for a
+note instead of the writes.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import os
 import shutil
 import tempfile
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, has_request_context, request
 from spectree import Response as Responses
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from .config import share_with_children
 from .db import EXTENSION_KEY as DATABASE
@@ -50,6 +56,8 @@ KNOWN_METHODS = frozenset(
 OTHER_METHOD = "_OTHER"
 # Seconds: from 5 ms, where a read from the pool lands, to 10 s, the statement timeout.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds between two writes of a process's counts and pool figures to its files.
+FLUSH_SECONDS = 1.0
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -112,8 +120,7 @@ class ServiceMetrics:
             "Connections opened beyond the pools' size",
             multiprocess_mode="livesum",
         )
-        # The labelled series of each (method, route, status) seen, found once: looking
-        # them up on every request cost as much as counting it.
+        # The labelled series of each (method, route, status) seen, found once.
         self.request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     def series_of(self, method: str, route: str, status: str) -> tuple[Counter, Histogram]:
@@ -133,22 +140,109 @@ def service_metrics() -> ServiceMetrics:
     return ServiceMetrics()
 
 
-def counted(app: WsgiApp) -> WsgiApp:
-    """The app, counting each request under its route template and status as it answers.
+# One answered request: method, route template (None if no route matched), status, seconds.
+Answer = tuple[str, str | None, str, float]
 
-    The count is taken in start_response, which the app calls from inside the request's
-    context (a Flask response starts itself before the context is popped): the matched
-    route is still at hand there, and the answer is complete but for sending its body.
+
+class Tally:
+    """What this process has served and not yet written to its metric files, and the thread
+    that writes it every FLUSH_SECONDS.
+
+    Each write to a file of the folder takes a lock and a few calls into prometheus_client,
+    and three of them for every request cost a tenth of a small request's time; appending to
+    a queue costs one call. The price: a worker killed outright loses its last second of
+    counts (a worker stopped by gunicorn writes them as it exits). The thread starts with
+    the first request a process serves, so gunicorn's master, which serves none, never has
+    one to fork, and it samples the pools too, so no pool event runs code of ours.
     """
 
+    def __init__(self) -> None:
+        self.answered: collections.deque[Answer] = collections.deque()
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self.lock = threading.Lock()  # one writer at a time: the thread, the page, the exit
+        self.writer: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self.forget)
+        atexit.register(self.write_if_serving)
+
+    def watch(self, engine: Engine) -> None:
+        """Sample this engine's pool with each write."""
+        with self.lock:  # the thread may be iterating the set
+            self.engines.add(engine)
+
+    def forget(self) -> None:
+        """In a forked child: the parent writes what it served, and its thread is not here."""
+        self.answered.clear()
+        self.lock = threading.Lock()
+        self.writer = None
+
+    def serving(self) -> None:
+        """Start the writing thread of this process, if it has none yet."""
+        with self.lock:
+            if self.writer is None:
+                self.writer = threading.Thread(
+                    target=self.write_every_interval, name="metrics-writer", daemon=True
+                )
+                self.writer.start()
+
+    def write_every_interval(self) -> None:
+        """The thread: write what was served every FLUSH_SECONDS, for the process's life."""
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.write()
+
+    def write_if_serving(self) -> None:
+        """At exit: write the last counts of a process that served requests."""
+        if self.writer is not None:
+            self.write()
+
+    def write(self) -> None:
+        """Write the requests answered since the last write, then the pools' figures.
+
+        In that order: a scrape that shows a pool figure shows every request answered
+        before it was sampled.
+        """
+        metrics = service_metrics()
+        with self.lock:
+            counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+            while self.answered:
+                method, route, status, seconds = self.answered.popleft()
+                key = (method, route or UNMATCHED_ROUTE, status)
+                counts[key] += 1
+                metrics.series_of(*key)[1].observe(seconds)
+            for key, count in counts.items():
+                metrics.series_of(*key)[0].inc(count)
+            pools: list[Any] = [engine.pool for engine in list(self.engines)]
+            metrics.pool_in_use.set(sum(pool.checkedout() for pool in pools))
+            metrics.pool_overflow.set(sum(max(pool.overflow(), 0) for pool in pools))
+
+
+@functools.cache
+def tally() -> Tally:
+    """This process's tally, made on first use."""
+    return Tally()
+
+
+def counted(app: WsgiApp) -> WsgiApp:
+    """The app, noting each request under its route template and status as it answers.
+
+    Noted in start_response, which the app calls from inside the request's context (a Flask
+    response starts itself before the context is popped): the matched route is still at
+    hand there, and the answer is complete but for sending its body.
+    """
+    answers = tally()
+
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if answers.writer is None:  # before the request: it may hold a connection long
+            answers.serving()
         started = time.perf_counter()
 
-        def count_then_start(status: str, headers: Any, exc_info: Any = None) -> Any:
-            count_request(environ.get("REQUEST_METHOD", ""), status.split(" ", 1)[0], started)
+        def note_then_start(status: str, headers: Any, exc_info: Any = None) -> Any:
+            seconds = time.perf_counter() - started
+            answer = (environ.get("REQUEST_METHOD", ""), matched_route(), status[:3], seconds)
+            answers.answered.append(answer)
             return start_response(status, headers, exc_info)
 
-        return app(environ, count_then_start)
+        return app(environ, note_then_start)
 
     return serve
 
@@ -168,66 +262,6 @@ def matched_route() -> str | None:
     return rule.rule if rule is not None else None
 
 
-def count_request(method: str, status: str, started: float) -> None:
-    """Count one answered request of the current request context."""
-    route = matched_route() or UNMATCHED_ROUTE
-    requests, duration = service_metrics().series_of(method, route, status)
-    requests.inc()
-    duration.observe(time.perf_counter() - started)
-
-
-class PoolGauges:
-    """The pool gauges of this process, written only when a value changes: each write locks
-    and writes the process's file, and the overflow, say, is nearly always 0."""
-
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.metrics = metrics
-        self.in_use: int | None = None
-        self.overflow: int | None = None
-        # A forked worker starts files of its own, at 0, whatever the parent last wrote.
-        os.register_at_fork(after_in_child=self.forget)
-
-    def forget(self) -> None:
-        """Write the next values whatever they are."""
-        self.in_use = self.overflow = None
-
-    def show(self, in_use: int, overflow: int) -> None:
-        """Set the gauges that changed."""
-        if in_use != self.in_use:
-            self.metrics.pool_in_use.set(in_use)
-            self.in_use = in_use
-        if overflow != self.overflow:
-            self.metrics.pool_overflow.set(overflow)
-            self.overflow = overflow
-
-
-@functools.cache
-def pool_gauges() -> PoolGauges:
-    """This process's pool gauges, made on first use."""
-    return PoolGauges(service_metrics())
-
-
-def watch_pool(engine: Engine) -> None:
-    """Keep the pool gauges up to date as connections leave and return to it."""
-    gauges = pool_gauges()
-
-    # The engine's pool at the time: a forked worker disposes of the pool it inherited.
-    def checked_out(*_args: Any) -> None:
-        pool: Any = engine.pool
-        gauges.show(pool.checkedout(), max(pool.overflow(), 0))
-
-    def checked_in(*_args: Any) -> None:
-        pool: Any = engine.pool
-        size, out, overflow = pool.size(), pool.checkedout(), pool.overflow()
-        # SQLAlchemy calls this before the connection is back: the pool still counts it as
-        # checked out, and a full pool closes it only afterwards, one overflow the fewer.
-        closed = 1 if size - out + overflow >= size else 0
-        gauges.show(out - 1, max(overflow - closed, 0))
-
-    event.listen(engine, "checkout", checked_out)
-    event.listen(engine, "checkin", checked_in)
-
-
 def summed_registry() -> CollectorRegistry:
     """A registry that reads every worker's files of the folder, summing them."""
     from prometheus_client import CollectorRegistry
@@ -244,6 +278,7 @@ def metrics_page() -> Response:
     """The scrape target: every worker's metrics, as Prometheus reads them."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    tally().write()  # this worker's own counts are at most FLUSH_SECONDS old; now, none
     return Response(generate_latest(summed_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -271,6 +306,6 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
     multiprocess_directory(settings.prometheus_multiproc_dir)
     service_metrics()
     app.wsgi_app = counted(app.wsgi_app)  # type: ignore[method-assign,assignment]
-    watch_pool(app.extensions[DATABASE].engine)
+    tally().watch(app.extensions[DATABASE].engine)
     if settings.metrics_port is None:
         app.register_blueprint(blueprint)

@@ -19,6 +19,9 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from flask.testing import FlaskClient
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.metrics import FLUSH_SECONDS
 
 from ..support import (
     RunningService,
@@ -235,15 +239,24 @@ def send_until_both_workers_served(
             status, body = http_get(f"{service.base_url}/api/todos/{todo_id}")
             assert status == 200, body
 
+    def both_served() -> bool:
+        """Whether both workers have written counts, given the time a worker takes to."""
+        stop_at = time.monotonic() + 2 * FLUSH_SECONDS
+        while len(pids_with(folder, "counter") & workers_of(service)) < WORKERS:
+            if time.monotonic() > stop_at:
+                return False
+            time.sleep(0.1)
+        return True
+
     with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
         for rounds in range(1, MAX_ROUNDS + 1):
             kinds = ["POST"] * (POSTS_PER_ROUND if posts else 0) + ["GET"] * GETS_PER_ROUND
             for done in [pool.submit(one, kind) for kind in kinds]:
                 done.result()
             sent.update(kinds)
-            served = pids_with(folder, "counter") & workers_of(service)
-            if rounds >= MIN_ROUNDS and len(served) == WORKERS:
+            if rounds >= MIN_ROUNDS and both_served():
                 return sent["POST"], sent["GET"]
+    served = pids_with(folder, "counter") & workers_of(service)
     pytest.fail(f"after {MAX_ROUNDS} rounds only workers {served} had served a request")
 
 
@@ -286,6 +299,52 @@ def test_prometheus_reads_every_request_of_both_workers_exactly_once(
             assert server.query('http_requests_total{route=~".*[0-9].*"}') == []
 
 
+# Reads a folder's counts as GET /metrics would, in a process of its own (see the top).
+READ_FOLDER = """
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+print(generate_latest(registry).decode())
+"""
+
+
+def exposition_of(folder: Path) -> str:
+    """The exposition of the metric files in folder, read after the server has stopped."""
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    done = subprocess.run(
+        [sys.executable, "-c", READ_FOLDER],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.processes
+def test_a_worker_stopped_by_gunicorn_writes_its_last_counts_as_it_exits(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder, sent = tmp_path / "multiproc", 10
+    with web_process(web_environment(database_url, folder), tmp_path) as service:
+        # A worker writes a second after its first request (the readiness check's), then
+        # every second: right after that first write, the requests and the stop below take
+        # far less than the second left before the next, so only the exit can write them.
+        wait_for(lambda: pids_with(folder, "gauge_livesum"), "a worker's first write", WAIT)
+        for _ in range(sent):
+            assert http_get(f"{service.base_url}/api/todos")[0] == 200
+    assert total(exposition_of(folder), REQUESTS, route="/api/todos") == sent
+
+
+def scraped(metrics_url: str) -> str:
+    """The exposition a GET of the metrics URL answers."""
+    status, body = http_get(metrics_url)
+    assert status == 200, body
+    return body.decode()
+
+
 @pytest.mark.processes
 def test_on_a_metrics_port_the_master_serves_both_workers_sums_and_the_app_has_no_page(
     prometheus: Path, database_url: str, tmp_path: Path
@@ -296,12 +355,19 @@ def test_on_a_metrics_port_the_master_serves_both_workers_sums_and_the_app_has_n
         assert http_get(f"{service.base_url}/metrics")[0] == 404
         todo_id = create_todo(service)
         _, gets = send_until_both_workers_served(service, folder, todo_id, posts=False)
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        # No worker is asked for the page: each writes its counts by its own timer.
+        wait_for(
+            lambda: total(scraped(metrics_url), REQUESTS, route=TODO_ROUTE) == gets,
+            "both workers to write their counts",
+            WAIT,
+        )
         # With both workers stopped, only the master can answer.
         workers = workers_of(service)
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)
         try:
-            status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+            status, body = http_get(metrics_url)
         finally:
             for pid in workers:
                 os.kill(pid, signal.SIGCONT)
@@ -310,13 +376,6 @@ def test_on_a_metrics_port_the_master_serves_both_workers_sums_and_the_app_has_n
         with prometheus_server(prometheus, [f"127.0.0.1:{port}"], tmp_path / "prom") as server:
             server.wait_for_value('up{job="service"}', 1)
             server.wait_for_value(series_sum(REQUESTS, route=TODO_ROUTE, status="200"), gets)
-
-
-def scraped(metrics_url: str) -> str:
-    """The exposition a GET of the metrics URL answers."""
-    status, body = http_get(metrics_url)
-    assert status == 200, body
-    return body.decode()
 
 
 def in_use(metrics_url: str) -> float:
@@ -350,7 +409,7 @@ def test_a_killed_worker_is_replaced_its_counts_stay_and_its_gauges_stop_countin
     with web_process(environment, tmp_path) as service:
         todo_id = create_todo(service)
         _, gets = send_until_both_workers_served(service, folder, todo_id, posts=False)
-        assert in_use(metrics_url) == 0  # every connection back in its pool
+        wait_for(lambda: in_use(metrics_url) == 0, "every connection back in its pool", WAIT)
         # The lock is let go first on the way out, so no PATCH is left waiting for it.
         with (
             concurrent.futures.ThreadPoolExecutor(WORKERS) as pool,
