@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import collections
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -60,6 +61,7 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 FLUSH_SECONDS = 1.0
 
 blueprint = Blueprint("metrics", __name__)
+logger = logging.getLogger(__name__)
 
 
 # The folder of this process, once the first app built in it has chosen it.
@@ -148,12 +150,13 @@ class Tally:
     """What this process has served and not yet written to its metric files, and the thread
     that writes it every FLUSH_SECONDS.
 
-    Each write to a file of the folder takes a lock and a few calls into prometheus_client,
-    and three of them for every request cost a tenth of a small request's time; appending to
-    a queue costs one call. The price: a worker killed outright loses its last second of
-    counts (a worker stopped by gunicorn writes them as it exits). The thread starts with
-    the first request a process serves, so gunicorn's master, which serves none, never has
-    one to fork, and it samples the pools too, so no pool event runs code of ours.
+    Each write to a file of the folder takes a lock and several calls into prometheus_client:
+    made for every request, those writes were most of what the metrics cost it, where a
+    note in a queue costs one call. The price: a worker killed outright loses its last
+    second of counts (one stopped by gunicorn writes them as it exits). The thread starts
+    with the first request a process serves, so gunicorn's master, which serves none, has
+    no thread when it forks. The same thread samples the pools, so no pool event runs code
+    of ours either.
     """
 
     def __init__(self) -> None:
@@ -161,6 +164,7 @@ class Tally:
         self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
         self.lock = threading.Lock()  # one writer at a time: the thread, the page, the exit
         self.writer: threading.Thread | None = None
+        self.stopped = threading.Event()
         os.register_at_fork(after_in_child=self.forget)
         atexit.register(self.write_if_serving)
 
@@ -174,6 +178,7 @@ class Tally:
         self.answered.clear()
         self.lock = threading.Lock()
         self.writer = None
+        self.stopped = threading.Event()
 
     def serving(self) -> None:
         """Start the writing thread of this process, if it has none yet."""
@@ -185,10 +190,12 @@ class Tally:
                 self.writer.start()
 
     def write_every_interval(self) -> None:
-        """The thread: write what was served every FLUSH_SECONDS, for the process's life."""
-        while True:
-            time.sleep(FLUSH_SECONDS)
-            self.write()
+        """The thread: write what was served every FLUSH_SECONDS, until stopped."""
+        while not self.stopped.wait(FLUSH_SECONDS):
+            try:
+                self.write()
+            except Exception:  # a thread that died would leave the queue growing for ever
+                logger.exception("metrics not written")
 
     def write_if_serving(self) -> None:
         """At exit: write the last counts of a process that served requests."""

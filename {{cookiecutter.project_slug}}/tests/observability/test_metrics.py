@@ -29,9 +29,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }} import create_app, metrics
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.metrics import FLUSH_SECONDS
 
 from ..support import (
     RunningService,
@@ -192,6 +191,25 @@ def test_with_a_metrics_port_the_app_has_no_metrics_route_and_still_counts(
         }
 
 
+def test_a_write_that_fails_is_logged_and_the_writer_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.01)
+    tally, attempts = metrics.Tally(), []
+
+    def fails_once() -> None:
+        attempts.append("write")
+        if len(attempts) == 1:
+            raise OSError("No space left on device")
+        tally.stopped.set()
+
+    monkeypatch.setattr(tally, "write", fails_once)
+    tally.write_every_interval()  # the thread's loop, here: it returns once stopped
+    assert attempts == ["write", "write"]
+    assert "metrics not written" in caplog.text
+    assert "No space left on device" in caplog.text
+
+
 # From here on: the web process, two workers, and Prometheus.
 
 
@@ -241,7 +259,7 @@ def send_until_both_workers_served(
 
     def both_served() -> bool:
         """Whether both workers have written counts, given the time a worker takes to."""
-        stop_at = time.monotonic() + 2 * FLUSH_SECONDS
+        stop_at = time.monotonic() + 2 * metrics.FLUSH_SECONDS
         while len(pids_with(folder, "counter") & workers_of(service)) < WORKERS:
             if time.monotonic() > stop_at:
                 return False
