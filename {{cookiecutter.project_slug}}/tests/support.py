@@ -348,14 +348,20 @@ def web_process(environment: Mapping[str, str], log_dir: Path) -> Iterator[Runni
 WAIT_SECONDS = 60
 
 
-def wait_for(condition: Callable[[], object], what: str, seconds: float = WAIT_SECONDS) -> None:
-    """Poll until condition() is true; fail naming what was awaited."""
+def comes_true(condition: Callable[[], object], seconds: float) -> bool:
+    """Poll condition() for up to seconds; whether it came true."""
     stop_at = time.monotonic() + seconds
     while time.monotonic() < stop_at:
         if condition():
-            return
+            return True
         time.sleep(0.1)
-    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+    return False
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = WAIT_SECONDS) -> None:
+    """Poll until condition() is true; fail naming what was awaited."""
+    if not comes_true(condition, seconds):
+        pytest.fail(f"timed out after {seconds} s waiting for {what}")
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from {{ cookiecutter.package_name }}.config import Settings
 from ..support import (
     RunningService,
     child_pids,
+    comes_true,
     free_port,
     http_get,
     http_request,
@@ -257,14 +257,8 @@ def send_until_both_workers_served(
             status, body = http_get(f"{service.base_url}/api/todos/{todo_id}")
             assert status == 200, body
 
-    def both_served() -> bool:
-        """Whether both workers have written counts, given the time a worker takes to."""
-        stop_at = time.monotonic() + 2 * metrics.FLUSH_SECONDS
-        while len(pids_with(folder, "counter") & workers_of(service)) < WORKERS:
-            if time.monotonic() > stop_at:
-                return False
-            time.sleep(0.1)
-        return True
+    def both_counted() -> bool:
+        return len(pids_with(folder, "counter") & workers_of(service)) == WORKERS
 
     with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
         for rounds in range(1, MAX_ROUNDS + 1):
@@ -272,7 +266,8 @@ def send_until_both_workers_served(
             for done in [pool.submit(one, kind) for kind in kinds]:
                 done.result()
             sent.update(kinds)
-            if rounds >= MIN_ROUNDS and both_served():
+            # A worker writes its counts a second after it answers.
+            if rounds >= MIN_ROUNDS and comes_true(both_counted, 2 * metrics.FLUSH_SECONDS):
                 return sent["POST"], sent["GET"]
     served = pids_with(folder, "counter") & workers_of(service)
     pytest.fail(f"after {MAX_ROUNDS} rounds only workers {served} had served a request")
