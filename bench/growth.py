@@ -175,8 +175,9 @@ def render_growth(plan: Plan, growth: dict[str, Any], connections: dict[str, Any
     add("")
     add(
         f"{plan.sweep_reps} run(s) of {plan.growth_duration:g} s at each count, baked and "
-        "baseline alternating; wrk with min(2, connections) threads. Two sync workers serve "
-        "one request each at a time, so more connections only queue: throughput should hold "
+        "baseline alternating; wrk with min(2, connections) threads. The baseline's two sync "
+        "workers serve one request each at a time, and the baked service's two gevent workers "
+        "have two cores between them, so more connections mostly queue: throughput should hold "
         "and latency grow with the queue."
     )
     add("")

@@ -169,7 +169,7 @@ def render_limits(plan: Plan, results: dict[str, Any]) -> list[str]:
     add("")
     add(
         "Latencies are the medians over the runs of each run's percentile, at "
-        f"{plan.wrk_connections} connections on 2 sync workers (mostly time in the queue). "
+        f"{plan.wrk_connections} connections on 2 workers (mostly time in the queue). "
         "CPU µs is the CPU time per request of the gunicorn processes and their PostgreSQL "
         "backends (median over the runs): other load on the machine slows a run down but "
         "hardly changes it, so on a busy machine its ratio (baked over limit, above 1 when "

@@ -14,7 +14,8 @@ from .plan import BENCH_DIR, progress
 
 T = TypeVar("T")
 BASELINES_DIR = BENCH_DIR / "baselines"
-# The baked `web` line's settings as the bench runs it (WEB_CONCURRENCY=2, WEB_THREADS=1).
+# The baselines' gunicorn settings: two workers, as the bench runs the baked `web` line
+# (WEB_CONCURRENCY=2), of gunicorn's default sync kind, the least a user would write.
 GUNICORN_SETTINGS = ["--workers", "2", "--worker-class", "sync", "--threads", "1"]
 
 

@@ -231,7 +231,7 @@ def render_web(plan: Plan, web: dict[str, Any]) -> list[str]:
     out: list[str] = []
     add = out.append
     runs, labels = web["runs"], web["labels"]
-    add("## Web: default bake, `web` line, WEB_CONCURRENCY=2 (sync workers), LOG_LEVEL=WARNING")
+    add("## Web: default bake, `web` line, WEB_CONCURRENCY=2 (gevent workers), LOG_LEVEL=WARNING")
     add("")
     add(
         f"{plan.web_reps} run(s) of {plan.duration:g} s per scenario, round-robin in the "

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from gevent import monkey
+
+# The workers are evented (see web_server/concurrency.py). Patched first, before the app is
+# imported here (preload_app), so that every lock, socket and thread it makes cooperates.
+monkey.patch_all()
+
 import contextlib
 import functools
 import gc
@@ -25,16 +31,21 @@ from gunicorn.http.wsgi import Response
 from {{ cookiecutter.package_name }} import CHOSEN_OPTIONS
 from {{ cookiecutter.package_name }}.config import settings_or_exit
 from {{ cookiecutter.package_name }}.logging import configure_logging
+from {{ cookiecutter.package_name }}.web_server.concurrency import CooperativeWorker
 
 settings = settings_or_exit("gunicorn")
 
 # Port binding (VII): the service is self-contained and binds the port it is given.
 bind = [f"0.0.0.0:{settings.port}"]
 
-# Concurrency (VIII): scale by running more worker processes, set per deployment.
+# Concurrency (VIII): scale by running more worker processes, set per deployment. Each
+# serves up to WEB_CONNECTIONS clients at once, and a client that sends its request slowly
+# is cut off at a deadline instead of holding a worker.
 workers = settings.web_concurrency
-threads = settings.web_threads
-worker_class = "gthread" if settings.web_threads > 1 else "sync"
+worker_class = CooperativeWorker.with_deadlines(
+    header_seconds=settings.web_header_timeout, body_seconds=settings.web_body_timeout
+)
+worker_connections = settings.web_connections
 
 # The master imports the app once, before it forks the workers: they start serving at once,
 # and share the pages of the imported code instead of each importing its own copy. (The

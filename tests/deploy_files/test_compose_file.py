@@ -64,6 +64,10 @@ def test_compose_reads_settings_from_env_and_points_at_its_services(baked: Baked
     port = environment["PORT"]
     assert port == "${PORT:-8000}"
     assert baked.env_example["PORT"] == "8000"
+    # The port is published with no proxy in front: the slow-client deadlines are set here,
+    # defaulting to .env.example's values.
+    for deadline in ("WEB_HEADER_TIMEOUT", "WEB_BODY_TIMEOUT"):
+        assert environment[deadline] == f"${{{deadline}:-{baked.env_example[deadline]}}}"
     # No fixed host port per replica: a range (or none), so --scale web=3 can bind.
     for mapping in services["web"]["ports"]:
         parsed = PORT_MAPPING.fullmatch(str(mapping))

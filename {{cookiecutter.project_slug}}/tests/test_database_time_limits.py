@@ -170,7 +170,6 @@ def test_a_request_finding_no_free_pooled_connection_gets_a_503_after_the_pool_t
     environment = service_environment(
         database_url,
         WEB_CONCURRENCY="1",
-        WEB_THREADS="4",
         DATABASE_POOL_SIZE="1",
         DATABASE_POOL_TIMEOUT=str(BOUND_SECONDS),
         DATABASE_LOCK_TIMEOUT="20",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NoReturn, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -115,13 +115,23 @@ class Settings(EnvironmentSettings):
     secret_key: SecretStr = Field(description="Signs sessions; at least 16 characters")
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int = Field(default=2, ge=1, le=64)
-    web_threads: int = Field(default=1, ge=1, le=64)
+    web_connections: int = Field(
+        default=1000, ge=1, le=100_000, description="clients each worker serves at once"
+    )
     web_timeout: int = Field(default=30, ge=1, description="seconds before a hung worker is killed")
+    web_header_timeout: int = Field(
+        default=10, ge=1, le=300, description="seconds a client has to send a request's head"
+    )
+    web_body_timeout: int = Field(
+        default=30, ge=1, le=3600, description="seconds a client has to send a request's body"
+    )
     graceful_timeout: int = Field(default=20, ge=1, description="seconds to finish requests")
     drain_seconds: int = Field(
         default=5, ge=0, le=60, description="seconds of not-ready serving after SIGTERM"
     )
-    keepalive: int = Field(default=5, ge=0)
+    keepalive: int = Field(
+        default=5, ge=1, le=300, description="seconds a connection waits for its next request"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     release_id: str = Field(default="unknown", max_length=200)
@@ -135,8 +145,8 @@ class Settings(EnvironmentSettings):
     database_pool_timeout: int = Field(
         default=5, ge=1, description="seconds to wait for a pooled connection"
     )
-    database_pool_size: int | None = Field(
-        default=None, ge=1, le=100, description="connections per process; default WEB_THREADS"
+    database_pool_size: int = Field(
+        default=5, ge=1, le=100, description="database connections each process holds at most"
     )
 
     @field_validator("log_level", mode="before")
@@ -174,17 +184,6 @@ class Settings(EnvironmentSettings):
         # SQLAlchemy picks its driver from the scheme; this service ships psycopg2, and
         # Heroku-style postgres:// URLs would otherwise be refused.
         return f"{DRIVER_SCHEME}://{rest}"
-
-    @model_validator(mode="after")
-    def _database_waits_end_before_the_worker_timeout(self) -> Settings:
-        # A request that waits for a connection and then for its statement must get its 503
-        # while its worker still lives; past WEB_TIMEOUT gunicorn kills the worker instead.
-        if self.database_pool_timeout + self.database_statement_timeout >= self.web_timeout:
-            raise ValueError(
-                "DATABASE_POOL_TIMEOUT plus DATABASE_STATEMENT_TIMEOUT must be shorter than "
-                "WEB_TIMEOUT"
-            )
-        return self
 
     @field_validator("secret_key")
     @classmethod

@@ -72,7 +72,7 @@ class Database:
         # waiting for a pooled connection, for a lock, and for a statement to finish.
         self.engine: Engine = create_engine(
             settings.database_url,
-            pool_size=settings.database_pool_size or settings.web_threads,
+            pool_size=settings.database_pool_size,
             max_overflow=0,
             pool_timeout=settings.database_pool_timeout,
             connect_args={

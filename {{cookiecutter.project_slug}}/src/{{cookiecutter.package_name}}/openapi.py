@@ -21,6 +21,7 @@ VALIDATION_ERROR_STATUS = 422
 PROBLEM_DESCRIPTIONS = {
     400: "The body is not valid JSON, or could not be read whole.",
     404: "There is no todo with this id.",
+    408: "The body did not arrive within WEB_BODY_TIMEOUT seconds of the request's headers.",
     413: "The body is larger than the service accepts (MAX_CONTENT_LENGTH).",
     415: "The body is not sent as application/json.",
     VALIDATION_ERROR_STATUS: "A field is missing, unknown or invalid; `errors` names each one.",

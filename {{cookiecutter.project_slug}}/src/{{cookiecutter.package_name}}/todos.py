@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, request, url_for
 from spectree import Response as Responses
 from sqlalchemy import bindparam, select, tuple_
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .db import get_connection, get_session
 from .errors import Problem
@@ -36,8 +36,8 @@ def read_whole_body() -> bytes:
             and len(body) == request.max_content_length
             and bool(request.environ["wsgi.input"].read(1))
         )
-    except RequestEntityTooLarge:
-        raise
+    except HTTPException:
+        raise  # already says what is wrong: too large (413), or too slow to arrive (408)
     except Exception:
         # The server's reader refused the body: a malformed chunk, or a body that ended early.
         # Which exception says so depends on the WSGI server; the fault is the client's.
@@ -151,7 +151,7 @@ def find_todo(todo_id: int) -> Todo:
 
 
 # How a body is refused: not JSON, too large, not sent as JSON, or invalid fields.
-BODY_REFUSED = (400, 413, 415, VALIDATION_ERROR_STATUS)
+BODY_REFUSED = (400, 408, 413, 415, VALIDATION_ERROR_STATUS)
 # The cursor is opaque: the document can say it is a string, not which strings were issued.
 PAGE_REFUSED = {
     f"HTTP_{VALIDATION_ERROR_STATUS}": (

@@ -1,0 +1,156 @@
+"""How the web process serves many clients at once (factor VIII): its workers.
+
+gunicorn's default sync worker gives a whole process to each connection from its first
+byte, so a few clients that send their request slowly, on purpose or over a bad link, hold
+every worker and the service stops answering anyone. This worker is gunicorn's gevent
+worker: each connection waits in a greenlet of its own, and a worker runs a request only
+once its head has arrived, so slow clients cost memory, not capacity. Concurrency still
+scales by processes (WEB_CONCURRENCY); within one, waits on the network and on the database
+let another request run.
+
+What a client may not do is take forever: the request's head and its body each have a
+deadline (WEB_HEADER_TIMEOUT, WEB_BODY_TIMEOUT), so a connection that trickles is cut off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
+
+import gevent
+import gevent.local
+import gevent.socket
+import psycopg2
+import psycopg2.extensions
+from gunicorn.workers.ggevent import GeventWorker
+from werkzeug.exceptions import RequestTimeout
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def wait_cooperatively(connection: Any) -> None:
+    """psycopg2's wait callback: wait for the database in the hub, so other greenlets run.
+
+    libpq enforces connect_timeout only when it blocks by itself; once a wait callback is
+    set, connecting is this function's loop, so the connection's deadline is kept here.
+    """
+    deadline = None
+    if connection.status == psycopg2.extensions.STATUS_SETUP:
+        seconds = psycopg2.extensions.parse_dsn(connection.dsn).get("connect_timeout")
+        if seconds:
+            deadline = time.monotonic() + float(seconds)
+    while (state := connection.poll()) != psycopg2.extensions.POLL_OK:
+        if state == psycopg2.extensions.POLL_READ:
+            wait = gevent.socket.wait_read
+        elif state == psycopg2.extensions.POLL_WRITE:
+            wait = gevent.socket.wait_write
+        else:
+            raise psycopg2.OperationalError(f"unexpected state from the connection: {state}")
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+        wait(
+            connection.fileno(),
+            timeout=timeout,
+            timeout_exc=psycopg2.OperationalError("timeout expired connecting to the database"),
+        )
+
+
+class BodyWithDeadline:
+    """A request's body (wsgi.input) that must arrive by a deadline, or the request gets 408."""
+
+    def __init__(self, body: Any, deadline: float, seconds: int) -> None:
+        self.body = body
+        self.deadline = deadline
+        self.seconds = seconds
+
+    def _by_deadline(self, read: Callable[..., Any], *args: Any) -> Any:
+        """Run one read of the body, cut off when the deadline passes."""
+        late = RequestTimeout(f"The request body did not arrive within {self.seconds} seconds.")
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise late
+        with gevent.Timeout(remaining, late):
+            return read(*args)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to size bytes (all that is left, by default)."""
+        data: bytes = self._by_deadline(self.body.read, size)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read one line."""
+        line: bytes = self._by_deadline(self.body.readline, size)
+        return line
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """Read the remaining lines."""
+        lines: list[bytes] = self._by_deadline(self.body.readlines, hint)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate over the remaining lines."""
+        while line := self.readline():
+            yield line
+
+
+def has_body(environ: dict[str, Any]) -> bool:
+    """Whether the request announces a body: a length above zero, or chunked framing."""
+    return environ.get("CONTENT_LENGTH", "0") not in ("", "0") or bool(
+        environ.get("HTTP_TRANSFER_ENCODING")
+    )
+
+
+class CooperativeWorker(GeventWorker):
+    """gunicorn's gevent worker, with deadlines on what the client sends."""
+
+    # Seconds for a request's head on a new connection, and for any request's body; the
+    # settings set them through with_deadlines.
+    header_seconds: ClassVar[int] = 10
+    body_seconds: ClassVar[int] = 30
+
+    # Per connection (each is served by a greenlet of its own): whether a request's head
+    # has been waited for on it already.
+    connection = gevent.local.local()
+
+    @classmethod
+    def with_deadlines(cls, header_seconds: int, body_seconds: int) -> type[CooperativeWorker]:
+        """This worker class, with the given deadlines for a request's head and body."""
+        return type(
+            cls.__name__,
+            (cls,),
+            {"header_seconds": header_seconds, "body_seconds": body_seconds},
+        )
+
+    def init_process(self) -> None:
+        """Make the database driver cooperative before the worker serves anything."""
+        psycopg2.extensions.set_wait_callback(wait_cooperatively)
+        super().init_process()  # type: ignore[no-untyped-call]
+
+    def timeout_ctx(self) -> gevent.Timeout:
+        """The deadline for the next request's head (line and headers), after which the
+        connection is closed without an answer.
+
+        On a new connection it is header_seconds from the opening; on a kept-alive one,
+        gunicorn's keepalive from the previous answer. No answer, because a client cannot
+        tell a 408 sent on a connection it left idle from the answer to its next request.
+        """
+        kept_alive = getattr(self.connection, "kept_alive", False)
+        self.connection.kept_alive = True
+        seconds = self.cfg.keepalive if kept_alive else self.header_seconds
+        # False: gevent's documented silent timeout, which gunicorn expects here; the stubs
+        # only know exception classes and instances.
+        return gevent.Timeout(seconds, False)  # type: ignore[arg-type]
+
+    def load_wsgi(self) -> None:
+        """Load the app, and give the body of each request body_seconds to arrive."""
+        super().load_wsgi()  # type: ignore[no-untyped-call]
+        app: WsgiApp = self.wsgi
+        seconds = self.body_seconds
+
+        def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if has_body(environ):
+                deadline = time.monotonic() + seconds
+                environ["wsgi.input"] = BodyWithDeadline(environ["wsgi.input"], deadline, seconds)
+            return app(environ, start_response)
+
+        self.wsgi = serve
