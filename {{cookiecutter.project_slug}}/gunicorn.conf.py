@@ -42,8 +42,10 @@ bind = [f"0.0.0.0:{settings.port}"]
 # serves up to WEB_CONNECTIONS clients at once, and a client that sends its request slowly
 # is cut off at a deadline instead of holding a worker.
 workers = settings.web_concurrency
-worker_class = CooperativeWorker.with_deadlines(
-    header_seconds=settings.web_header_timeout, body_seconds=settings.web_body_timeout
+worker_class = CooperativeWorker.with_limits(
+    header_seconds=settings.web_header_timeout,
+    body_seconds=settings.web_body_timeout,
+    max_content_length=settings.max_content_length,
 )
 worker_connections = settings.web_connections
 

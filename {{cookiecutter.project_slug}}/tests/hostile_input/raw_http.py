@@ -91,7 +91,27 @@ def read_answer(connection: socket.socket) -> Answer:
     with contextlib.suppress(ConnectionResetError):
         while data := connection.recv(65536):
             received += data
-    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    return parse_answer(bytes(received))
+
+
+def read_one_answer(connection: socket.socket) -> Answer:
+    """Read one answer on a connection the server keeps open: its head, then its body, as
+    long as its Content-Length says."""
+    received = bytearray()
+    while b"\r\n\r\n" not in received and (data := connection.recv(65536)):
+        received += data
+    answer = parse_answer(bytes(received))
+    length = int(answer.headers.get("content-length", "0"))
+    while len(received) - len(received.partition(b"\r\n\r\n")[0]) - 4 < length and (
+        data := connection.recv(65536)
+    ):
+        received += data
+    return parse_answer(bytes(received))
+
+
+def parse_answer(received: bytes) -> Answer:
+    """An answer's status, headers and body, from its bytes."""
+    head, _, body = received.partition(b"\r\n\r\n")
     if not head:
         return Answer(0, {}, b"")
     status_line, *fields = head.decode("latin-1").split("\r\n")

@@ -10,6 +10,7 @@ let another request run.
 
 What a client may not do is take forever: the request's head and its body each have a
 deadline (WEB_HEADER_TIMEOUT, WEB_BODY_TIMEOUT), so a connection that trickles is cut off.
+And a request refused early still has its answer read by the client (lingering.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import psycopg2
 import psycopg2.extensions
 from gunicorn.workers.ggevent import GeventWorker
 from werkzeug.exceptions import RequestTimeout
+
+from . import lingering
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -104,22 +107,30 @@ class CooperativeWorker(GeventWorker):
     """gunicorn's gevent worker, with deadlines on what the client sends."""
 
     # Seconds for a request's head on a new connection, and for any request's body; the
-    # settings set them through with_deadlines.
+    # settings set them through with_limits.
     header_seconds: ClassVar[int] = 10
     body_seconds: ClassVar[int] = 30
+    # What is read of a refused request before its connection closes (lingering.py): the
+    # rest of a body up to a few times the largest accepted, for up to two seconds.
+    linger_bytes: ClassVar[int] = 4 * 1024 * 1024
+    linger_seconds: ClassVar[float] = 2
 
     # Per connection (each is served by a greenlet of its own): whether a request's head
     # has been waited for on it already.
     connection = gevent.local.local()
 
     @classmethod
-    def with_deadlines(cls, header_seconds: int, body_seconds: int) -> type[CooperativeWorker]:
-        """This worker class, with the given deadlines for a request's head and body."""
-        return type(
-            cls.__name__,
-            (cls,),
-            {"header_seconds": header_seconds, "body_seconds": body_seconds},
-        )
+    def with_limits(
+        cls, header_seconds: int, body_seconds: int, max_content_length: int
+    ) -> type[CooperativeWorker]:
+        """This worker class, with deadlines for a request's head and body, and reading up to
+        four times the largest body accepted after an early refusal."""
+        limits = {
+            "header_seconds": header_seconds,
+            "body_seconds": body_seconds,
+            "linger_bytes": 4 * max_content_length,
+        }
+        return type(cls.__name__, (cls,), limits)
 
     def init_process(self) -> None:
         """Make the database driver cooperative before the worker serves anything."""
@@ -154,3 +165,25 @@ class CooperativeWorker(GeventWorker):
             return app(environ, start_response)
 
         self.wsgi = serve
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
+        """Serve one request, then read what the app left of its body (a 413 leaves it all),
+        so the client can read the answer; past the caps, the connection closes. Then let
+        the other connections' requests go first."""
+        try:
+            super().handle_request(listener_name, req, sock, addr)  # type: ignore[no-untyped-call]
+        finally:
+            if not lingering.discard_rest_of_body(
+                getattr(req, "body", None), self.linger_bytes, self.linger_seconds
+            ):
+                req.must_close = True
+        # A client that sends its next request as soon as it has an answer would otherwise
+        # be served again and again, its greenlet never waiting, while the others queue:
+        # 16 such clients on two workers saw a p99 of half a second, 14 ms with this yield.
+        gevent.sleep(0)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer a request gunicorn refused (too long a line or head, bad framing), then
+        read what the client still sends before the connection closes."""
+        super().handle_error(req, client, addr, exc)  # type: ignore[no-untyped-call]
+        lingering.close_after_answer(client, self.linger_bytes, self.linger_seconds)
