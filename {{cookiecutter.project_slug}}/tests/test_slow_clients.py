@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from .hostile_input.raw_http import Answer, assert_problem, connect, read_answer
+from .hostile_input.raw_http import (
+    Answer,
+    assert_problem,
+    connect,
+    read_answer,
+    read_one_answer,
+)
 from .support import (
     RunningService,
     count_todos,
@@ -213,8 +219,8 @@ def test_a_kept_alive_connection_whose_next_request_trickles_is_closed_at_the_ke
 ) -> None:
     with connect(service) as connection:
         connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        first = connection.recv(65536)
-        assert first.startswith(b"HTTP/1.1 200"), first
+        first = read_one_answer(connection)
+        assert first.status == 200, first
         connection.sendall(b"GET /healthz HTTP/1.1\r\n")
         trickled(connection, b"X-Slow: 1\r\n", KEEPALIVE_SECONDS + SLACK_SECONDS + 1)
         received, seconds = closed_after(connection, KEEPALIVE_SECONDS + SLACK_SECONDS)
