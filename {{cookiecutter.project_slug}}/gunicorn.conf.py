@@ -5,8 +5,10 @@ from __future__ import annotations
 from gevent import monkey
 
 # The workers are evented (see web_server/concurrency.py). Patched first, before the app is
-# imported here (preload_app), so that every lock, socket and thread it makes cooperates.
-monkey.patch_all()
+# imported here (preload_app), so that every lock, socket and thread it makes cooperates. The
+# master (gunicorn's arbiter) keeps the real fork, waitpid and signal handling it is written
+# for; each worker patches those too as it starts (gunicorn's gevent worker does).
+monkey.patch_all(os=False, signal=False, subprocess=False)
 
 import contextlib
 import functools
@@ -31,7 +33,9 @@ from gunicorn.http.wsgi import Response
 from {{ cookiecutter.package_name }} import CHOSEN_OPTIONS
 from {{ cookiecutter.package_name }}.config import settings_or_exit
 from {{ cookiecutter.package_name }}.logging import configure_logging
-from {{ cookiecutter.package_name }}.web_server.concurrency import CooperativeWorker
+from {{ cookiecutter.package_name }}.web_server.concurrency import (
+    CooperativeWorker,
+)
 
 settings = settings_or_exit("gunicorn")
 

@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from {{ cookiecutter.package_name }} import create_app, metrics
 from {{ cookiecutter.package_name }}.config import Settings
@@ -397,19 +396,28 @@ def in_use(metrics_url: str) -> float:
     return total(scraped(metrics_url), "db_pool_connections_in_use")
 
 
+# Prints a gauge as one process last wrote it, from that process's own file. In a process of
+# its own, like READ_FOLDER: prometheus_client picks its storage when first imported, and the
+# in-process tests need it to pick the app's multiprocess folder.
+READ_GAUGE = """
+import sys
+from prometheus_client.multiprocess import MultiProcessCollector
+metrics = MultiProcessCollector.merge([sys.argv[1]], accumulate=False)
+print(sum(s.value for m in metrics if m.name == sys.argv[2] for s in m.samples))
+"""
+
+
 def in_use_by(folder: Path, pid: int) -> float:
-    """db_pool_connections_in_use as one worker last wrote it, read from its own file."""
-    metrics = MultiProcessCollector.merge(  # type: ignore[no-untyped-call]
-        [str(folder / f"gauge_livesum_{pid}.db")], accumulate=False
+    """db_pool_connections_in_use as one worker last wrote it."""
+    gauge_file = folder / f"gauge_livesum_{pid}.db"
+    done = subprocess.run(
+        [sys.executable, "-c", READ_GAUGE, str(gauge_file), "db_pool_connections_in_use"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
-    return float(
-        sum(
-            sample.value
-            for metric in metrics
-            if metric.name == "db_pool_connections_in_use"
-            for sample in metric.samples
-        )
-    )
+    return float(done.stdout)
 
 
 def patch_outcome(url: str) -> int | str:
