@@ -14,8 +14,8 @@ from harness import text_files
 OPTION_WORDS = re.compile(r"opentelemetry|otel|prometheus|sentry", re.IGNORECASE)
 # ... and the names of its files and folders.
 OPTION_NAMES = re.compile(rf"{OPTION_WORDS.pattern}|observability", re.IGNORECASE)
-# The option's own modules, under src/<package>/.
-OPTION_MODULES = ("traces.py", "metrics.py", "error_reports.py", "options/observability.py")
+# The option's own modules, under src/<package>/observability/.
+OPTION_MODULES = ("traces.py", "metrics.py", "error_reports.py", "settings.py", "option.py")
 # Packages the service imports when the option is chosen, with or without a worker.
 RUNTIME_PACKAGES = (
     "opentelemetry-api",
@@ -69,14 +69,13 @@ def test_without_observability_nothing_names_its_signals(cookies: Any, worker: s
     assert mentions == []
     named = [str(path.relative_to(project)) for path in project.rglob("*")]
     assert [name for name in named if OPTION_NAMES.search(name)] == []
-    package = project / "src" / "my_service"
-    assert [module for module in OPTION_MODULES if (package / module).exists()] == []
+    assert not (project / "src" / "my_service" / "observability").exists()
     assert not (project / "tests" / "observability").exists()
 
 
 def test_with_opentelemetry_the_modules_and_their_packages_are_there(cookies: Any) -> None:
     project = bake(cookies, observability="opentelemetry")
-    package = project / "src" / "my_service"
+    package = project / "src" / "my_service" / "observability"
     assert [module for module in OPTION_MODULES if not (package / module).is_file()] == []
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
     assert [name for name in RUNTIME_PACKAGES if f'"{name}' not in pyproject] == []

@@ -31,5 +31,5 @@ def test_with_celery_the_worker_is_a_declared_process_type(cookies: Any) -> None
     procfile = (project / "Procfile").read_text().splitlines()
     assert any(line.startswith("worker: celery ") for line in procfile)
     assert "celery[redis]" in (project / "pyproject.toml").read_text()
-    assert (project / "src" / "my_service" / "worker.py").is_file()
+    assert (project / "src" / "my_service" / "task_queue" / "worker.py").is_file()
     assert "## Background worker" in (project / "README.md").read_text()

@@ -17,11 +17,15 @@ from sqlalchemy.exc import OperationalError
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .support import TEST_SECRET_KEY, option_environment, temporary_database
+from .databases import temporary_database
+from .environments import TEST_SECRET_KEY
+from .option_tests import option_environment
 
 # Each option chosen for this project brings its test settings and fixtures in a plugin of
-# its own, tests/option_<name>.py.
-pytest_plugins = sorted(f"tests.{path.stem}" for path in Path(__file__).parent.glob("option_*.py"))
+# its own, tests/<option>/plugin.py, beside its tests.
+pytest_plugins = sorted(
+    f"tests.{path.parent.name}.plugin" for path in Path(__file__).parent.glob("*/plugin.py")
+)
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

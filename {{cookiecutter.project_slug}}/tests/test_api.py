@@ -11,9 +11,10 @@ from werkzeug.test import TestResponse
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.health import DRAINING_ENVIRON_KEY
+from {{ cookiecutter.package_name }}.web_server.wsgi import DRAINING_ENVIRON_KEY
 
-from .support import count_todos, revised
+from .databases import count_todos
+from .environments import revised
 
 PROBLEM = "application/problem+json"
 
@@ -57,7 +58,7 @@ def test_readyz_reports_the_database_check(client: FlaskClient) -> None:
 
 
 def test_readyz_answers_503_while_the_server_drains(client: FlaskClient) -> None:
-    # gunicorn.conf.py sets this key of the WSGI environ on each request after SIGTERM.
+    # The web server sets this key of the WSGI environ on each request after SIGTERM.
     response = client.get("/readyz", environ_base={DRAINING_ENVIRON_KEY: True})
     assert response.status_code == 503
     body = response.get_json()

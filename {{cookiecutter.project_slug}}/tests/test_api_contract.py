@@ -19,13 +19,9 @@ from typing import Any
 
 import pytest
 
-from .support import (
-    VENV_BIN,
-    RunningService,
-    http_get,
-    service_environment,
-    web_process,
-)
+from .environments import service_environment
+from .http_client import http_get
+from .processes import VENV_BIN, RunningService, web_process
 
 pytestmark = pytest.mark.processes
 

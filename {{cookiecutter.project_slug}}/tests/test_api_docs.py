@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 from flask.testing import FlaskClient
 
-from {{ cookiecutter.package_name }} import create_app
+from {{ cookiecutter.package_name }} import __version__, create_app
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .support import revised
+from .environments import revised
 
 # What the page may load and do: this origin's scripts, styles, images and fetches, the
 # data: images of Swagger UI's stylesheet, and nothing else.
@@ -117,3 +117,13 @@ def test_docs_stay_out_of_the_openapi_document(client: FlaskClient) -> None:
 
     assert paths
     assert not [path for path in paths if path.startswith("/docs")]
+
+
+def test_the_api_document_and_its_page_carry_the_project_name_and_version(
+    client: FlaskClient,
+) -> None:
+    info = client.get("/openapi.json").get_json()["info"]
+    assert info["title"] == "{{ cookiecutter.project_slug }}"
+    assert info["version"] == __version__ == metadata.version("{{ cookiecutter.project_slug }}")
+    assert info["description"] == metadata.metadata("{{ cookiecutter.project_slug }}")["Summary"]
+    assert "<title>{{ cookiecutter.project_slug }}: API docs</title>" in client.get("/docs").text

@@ -27,7 +27,9 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from .support import PROJECT_ROOT, http_get, service_environment, web_process
+from .environments import service_environment
+from .http_client import http_get
+from .processes import PROJECT_ROOT, web_process
 
 # It starts the web process and a browser.
 pytestmark = pytest.mark.processes

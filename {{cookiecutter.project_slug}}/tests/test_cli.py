@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .support import TEST_SECRET_KEY, run_flask_command, service_environment
+from .environments import TEST_SECRET_KEY, service_environment
+from .processes import run_flask_command
 
 pytestmark = pytest.mark.processes
 

@@ -8,15 +8,14 @@ import pytest
 
 from {{ cookiecutter.package_name }}.config import ConfigError, load_settings
 
-from .support import (
-    PROJECT_ROOT,
+from .environments import (
     SERVICE_VARIABLES,
     TEST_SECRET_KEY,
     required_environment,
-    run_process,
     service_environment,
     start_from_required_variables,
 )
+from .processes import PROJECT_ROOT, run_process
 
 GOOD_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REQUIRED_VARIABLES = sorted(required_environment(GOOD_URL))

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from .support import http_get, http_request, service_environment, web_process
+from .environments import service_environment
+from .http_client import http_get, http_request
+from .processes import web_process
 
 pytestmark = pytest.mark.processes
 

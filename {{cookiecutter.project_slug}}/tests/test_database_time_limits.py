@@ -21,14 +21,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, create_engine, make_url, text
 
-from .support import (
-    RunningService,
-    child_pids,
-    service_environment,
-    wait_for,
-    waits_for_lock,
-    web_process,
-)
+from .databases import waits_for_lock
+from .environments import service_environment
+from .processes import RunningService, child_pids, wait_for, web_process
 
 pytestmark = pytest.mark.processes
 

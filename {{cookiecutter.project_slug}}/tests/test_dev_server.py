@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from .support import (
+from .environments import SERVICE_VARIABLES, required_environment
+from .http_client import http_get
+from .processes import (
     PROJECT_ROOT,
-    SERVICE_VARIABLES,
     VENV_BIN,
     child_pids,
     free_port,
-    http_get,
-    required_environment,
     stop_process,
     wait_for,
     wait_until_serving,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .support import count_todos
+from .databases import count_todos
 
 # The client and the database are shared by the examples of one test on purpose:
 # each example checks what it changed, not an absolute state. How many examples each test

@@ -13,7 +13,9 @@ from flask.testing import FlaskClient
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.logging import configure_logging
 
-from .support import http_get, service_environment, web_process
+from .environments import service_environment
+from .http_client import http_get
+from .processes import web_process
 
 CONTRACT_FIELDS = {"timestamp", "level", "logger", "message", "request_id", "release"}
 ACCESS_FIELDS = {"method", "path", "status", "duration_ms"}

@@ -10,17 +10,9 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from .support import (
-    PROJECT_ROOT,
-    WSGI_MODULE,
-    alembic_config,
-    migrate,
-    procfile_command,
-    run_process,
-    service_environment,
-    wait_for,
-    waits_for_lock,
-)
+from .databases import alembic_config, migrate, waits_for_lock
+from .environments import service_environment
+from .processes import PROJECT_ROOT, WSGI_MODULE, procfile_command, run_process, wait_for
 
 
 def table_names(database_url: str) -> set[str]:

@@ -19,18 +19,11 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import URL, create_engine, text
 
-from .support import (
-    OPTION_TESTS,
-    Exchange,
-    RunningService,
-    free_port,
-    http_exchange,
-    role_with_database,
-    run_flask_command,
-    run_process,
-    service_environment,
-    web_process,
-)
+from .databases import role_with_database
+from .environments import service_environment
+from .http_client import Exchange, http_exchange
+from .option_tests import OPTION_TESTS
+from .processes import RunningService, free_port, run_flask_command, run_process, web_process
 
 pytestmark = pytest.mark.processes
 

@@ -16,14 +16,9 @@ from werkzeug.test import TestResponse
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 
-from .support import (
-    Exchange,
-    RunningService,
-    http_exchange,
-    revised,
-    service_environment,
-    web_process,
-)
+from .environments import revised, service_environment
+from .http_client import Exchange, http_exchange
+from .processes import RunningService, web_process
 
 # A JSON API lets a browser load, frame and sniff nothing, and tells nobody where it was.
 SECURITY_HEADERS = {

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .databases import count_todos
+from .environments import service_environment
 from .hostile_input.raw_http import (
     Answer,
     assert_problem,
@@ -25,14 +27,8 @@ from .hostile_input.raw_http import (
     read_answer,
     read_one_answer,
 )
-from .support import (
-    RunningService,
-    count_todos,
-    http_get,
-    http_request,
-    service_environment,
-    web_process,
-)
+from .http_client import http_get, http_request
+from .processes import RunningService, web_process
 
 pytestmark = pytest.mark.processes
 

@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .__about__ import __version__
+from .chosen_options import call
 from .config import Settings, settings_or_exit
 from .logging import configure_logging
-from .options import chosen_options
 
 if TYPE_CHECKING:
     from flask import Flask
 
 __all__ = ["__version__", "create_app"]
-
-# Every process imports this package first, so the chosen options join the data model and
-# the settings checked at start before anything reads either.
-CHOSEN_OPTIONS = chosen_options()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -33,10 +29,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         health,
         openapi,
         request_ids,
-        routing,
         security_headers,
         sessions,
         todos,
+        url_converters,
     )
 
     settings = settings or settings_or_exit(__name__)
@@ -49,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["settings"] = settings
 
-    routing.init_app(app)
+    url_converters.init_app(app)
     sessions.init_app(app)
     request_ids.init_app(app)
     security_headers.init_app(app)
@@ -57,8 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(todos.blueprint)
-    for option in CHOSEN_OPTIONS:
-        option.init_app(app)
+    call("init_app", app)
     openapi.init_app(app)
     api_docs.init_app(app, settings)
     cli.init_app(app)

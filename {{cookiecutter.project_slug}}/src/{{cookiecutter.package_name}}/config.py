@@ -16,6 +16,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from .chosen_options import hook
+
 # Variables whose value may instead come from a mounted file named by <NAME>_FILE.
 SECRET_VARIABLES = ("DATABASE_URL", "SECRET_KEY")
 
@@ -101,9 +103,10 @@ class EnvironmentSettings(BaseSettings):
             exit_naming(program, error)
 
 
-# The settings models of the options chosen when the service was generated: an option's module
-# adds its own when imported (the package's __init__ imports them), and each is checked at start.
-OPTION_SETTINGS: list[type[EnvironmentSettings]] = []
+def option_settings() -> list[type[EnvironmentSettings]]:
+    """The settings models of the options chosen when the service was generated, each
+    checked at start with the service's own (see chosen_options.py)."""
+    return list(hook("SETTINGS"))
 
 
 class Settings(EnvironmentSettings):
@@ -205,8 +208,8 @@ def load_settings(**overrides: Any) -> Settings:
     an option reads its own model again (EnvironmentSettings.load) where it needs the values.
     """
     settings = Settings.load(**overrides)
-    for option_settings in OPTION_SETTINGS:
-        option_settings.load()
+    for model in option_settings():
+        model.load()
     return settings
 
 

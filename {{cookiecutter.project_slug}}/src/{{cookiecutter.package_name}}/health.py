@@ -14,14 +14,11 @@ from .config import Settings
 from .db import READINESS_CHECKS
 from .openapi import documented
 from .schemas import Health, Readiness, VersionOut
+from .web_server.wsgi import DRAINING_ENVIRON_KEY
 
 logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("health", __name__)
-
-# Set true in the WSGI environ by the web server while it drains after SIGTERM
-# (gunicorn.conf.py); absent under `flask run` and the test client.
-DRAINING_ENVIRON_KEY = "service.draining"
 
 
 def run_check(name: str, check: Callable[[], object]) -> str:
@@ -57,6 +54,7 @@ def readyz() -> tuple[dict[str, Any], int]:
     """Readiness: every backing service answers, and the server is not shutting down."""
     registered: dict[str, Callable[[], object]] = current_app.extensions[READINESS_CHECKS]
     checks = {name: run_check(name, check) for name, check in registered.items()}
+    # Absent under `flask run` and the test client: only the web server drains.
     if request.environ.get(DRAINING_ENVIRON_KEY):
         checks["shutdown"] = "draining"
     ready = all(result == "ok" for result in checks.values())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Flask, Response, jsonify
 from pydantic import ValidationError
 from spectree import SpecTree
 
+from .__about__ import DISTRIBUTION
 from .errors import PROBLEM_MIMETYPE, Problem
 from .schemas import ProblemOut
 
@@ -55,10 +57,14 @@ def reject_invalid_request(
     raise Problem(VALIDATION_ERROR_STATUS, "The request has invalid fields.", errors=errors)
 
 
+# The document is titled with the project's name, version and summary, as installed.
+PROJECT = metadata.metadata(DISTRIBUTION)
+
 api = SpecTree(
     "flask",
-    title="Todos API",
-    version="1",
+    title=PROJECT["Name"],
+    version=PROJECT["Version"],
+    description=PROJECT["Summary"],
     page_templates={},
     naming_strategy=lambda model: model.__name__,
     nested_naming_strategy=lambda _parent, child: child,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .logging import bind_log_context, reset_log_context
+from .web_server.wsgi import WsgiApp
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -17,8 +18,6 @@ ENVIRON_KEY = "HTTP_X_REQUEST_ID"
 
 # A caller's id is echoed only if it is short and plain, so it cannot forge log content.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def request_id_for(environ: dict[str, Any]) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .web_server.wsgi import WsgiApp
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -16,10 +18,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 # Over HTTPS only: browsers ignore it on plain HTTP. Whether a request came over HTTPS
-# behind a proxy is believed only from the proxies in FORWARDED_ALLOW_IPS (gunicorn.conf.py).
+# behind a proxy is believed only from the proxies in FORWARDED_ALLOW_IPS (web_server/proxies.py).
 STRICT_TRANSPORT_SECURITY = "max-age=31536000"
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class SecurityHeaders:

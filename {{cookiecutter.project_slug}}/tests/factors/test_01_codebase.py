@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ..support import PROJECT_ROOT, service_environment
+from ..environments import service_environment
+from ..processes import PROJECT_ROOT
 
 
 def git(*arguments: str, cwd: Path) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ..support import PROJECT_ROOT, VENV_BIN, WSGI_MODULE, service_environment
+from ..environments import service_environment
+from ..processes import PROJECT_ROOT, VENV_BIN, WSGI_MODULE
 
 SERVICE_CODE = [
     *(PROJECT_ROOT / "src").rglob("*.py"),

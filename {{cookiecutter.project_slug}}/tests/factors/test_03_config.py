@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ..support import (
-    PROJECT_ROOT,
-    TEST_SECRET_KEY,
-    http_get,
-    required_environment,
-    run_process,
-    service_environment,
-    web_process,
-)
+from ..environments import TEST_SECRET_KEY, required_environment, service_environment
+from ..http_client import http_get
+from ..processes import PROJECT_ROOT, run_process, web_process
 
 REQUIRED = sorted(required_environment("postgresql://unused"))
 PACKAGE = PROJECT_ROOT / "src" / "{{ cookiecutter.package_name }}"

@@ -9,14 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import URL
 
-from ..support import (
-    count_todos,
-    http_get,
-    http_request,
-    service_environment,
-    temporary_database,
-    web_process,
-)
+from ..databases import count_todos, temporary_database
+from ..environments import service_environment
+from ..http_client import http_get, http_request
+from ..processes import web_process
 
 pytestmark = pytest.mark.processes
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ..support import PROJECT_ROOT, http_get, run_process, service_environment, web_process
+from ..environments import service_environment
+from ..http_client import http_get
+from ..processes import PROJECT_ROOT, run_process, web_process
 
 pytestmark = pytest.mark.processes
 

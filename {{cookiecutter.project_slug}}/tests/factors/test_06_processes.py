@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from ..support import http_get, http_request, service_environment, web_process
+from ..environments import service_environment
+from ..http_client import http_get, http_request
+from ..processes import web_process
 
 pytestmark = pytest.mark.processes
 

@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ..support import (
-    PROJECT_ROOT,
-    RunningService,
-    http_get,
-    procfile_command,
-    service_environment,
-    web_process,
-)
+from ..environments import service_environment
+from ..http_client import http_get
+from ..processes import PROJECT_ROOT, RunningService, procfile_command, web_process
 
 
 def listening_addresses(service: RunningService) -> list[str]:

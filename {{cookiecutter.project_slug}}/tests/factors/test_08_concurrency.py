@@ -6,16 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ..support import (
-    OPTION_TESTS,
-    PROJECT_ROOT,
-    child_pids,
-    http_get,
-    procfile_command,
-    service_environment,
-    wait_for,
-    web_process,
-)
+from ..environments import service_environment
+from ..http_client import http_get
+from ..option_tests import OPTION_TESTS
+from ..processes import PROJECT_ROOT, child_pids, procfile_command, wait_for, web_process
 
 PROCESS_TYPES = {"web", "release"}.union(*(option.process_types for option in OPTION_TESTS))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from ..support import wait_for
-from ..workers import worker_process
+from ..processes import wait_for
+from ..task_queue.celery_workers import worker_process
 
 
 @pytest.mark.processes

@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ..support import (
+from ..databases import row_locked, update_waits_for_lock
+from ..environments import service_environment
+from ..http_client import http_request
+from ..processes import (
     PROJECT_ROOT,
     free_port,
-    http_request,
     procfile_command,
-    row_locked,
-    service_environment,
-    update_waits_for_lock,
     wait_for,
     wait_until_serving,
     web_process,
@@ -288,12 +287,12 @@ def test_without_a_drain_sigterm_cuts_or_refuses_connections(
     assert exit_code == 0
 
 
-# Runs gunicorn.conf.py's post_fork hook in a forked child, as gunicorn does right after it
-# forks a worker; prints how the child ended. argv: the signal already queued for the
-# master when the child was forked, or "none".
+# Runs the web server's post_fork hook (web_server/forking.py) in a forked child, as gunicorn
+# does right after it forks a worker; prints how the child ended. argv: the signal already
+# queued for the master when the child was forked, or "none".
 POST_FORK_PROBE = """
-import os, queue, runpy, signal, sys, time
-hooks = runpy.run_path("gunicorn.conf.py")
+import os, queue, signal, sys, time
+from {{ cookiecutter.package_name }}.web_server.forking import stop_on_stop_signals
 class Master:
     SIG_QUEUE = queue.SimpleQueue()
 # The master's handlers, which a forked child inherits: they only queue the signal.
@@ -303,7 +302,7 @@ if sys.argv[1] != "none":
     Master.SIG_QUEUE.put_nowait(getattr(signal, sys.argv[1]))
 child = os.fork()
 if child == 0:
-    hooks["post_fork"](Master(), None)
+    stop_on_stop_signals(Master())
     # A stop signal while the worker is still starting, before it installs its handlers.
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)

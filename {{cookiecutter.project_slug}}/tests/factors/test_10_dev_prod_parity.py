@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from ..conftest import DEFAULT_TEST_DATABASE_URL
-from ..support import PROJECT_ROOT
+from ..processes import PROJECT_ROOT
 
 POSTGRES_VERSION = "{{ cookiecutter.postgres_version }}"
 # Spelled in two parts so that this file does not trip its own search.

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from ..support import PROJECT_ROOT, http_get, http_request, service_environment, web_process
+from ..environments import service_environment
+from ..http_client import http_get, http_request
+from ..processes import PROJECT_ROOT, web_process
 
 CONTRACT_FIELDS = {"timestamp", "level", "logger", "message", "request_id", "release"}
 ACCESS_FIELDS = {"method", "path", "status", "duration_ms"}

@@ -8,17 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from ..support import (
-    PROJECT_ROOT,
-    count_todos,
-    http_get,
-    http_request,
-    procfile_command,
-    run_flask_command,
-    run_process,
-    service_environment,
-    web_process,
-)
+from ..databases import count_todos
+from ..environments import service_environment
+from ..http_client import http_get, http_request
+from ..processes import PROJECT_ROOT, procfile_command, run_flask_command, run_process, web_process
 
 pytestmark = pytest.mark.processes
 

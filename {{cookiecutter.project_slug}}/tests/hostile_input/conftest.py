@@ -8,14 +8,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from ..support import (
-    RunningService,
-    child_pids,
-    http_request,
-    service_environment,
-    wait_for,
-    web_process,
-)
+from ..environments import service_environment
+from ..http_client import http_request
+from ..processes import RunningService, child_pids, wait_for, web_process
 from .raw_http import MAX_CONTENT_LENGTH, WORKERS, Baseline, is_running, todos_in
 
 

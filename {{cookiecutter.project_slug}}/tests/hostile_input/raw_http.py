@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from ..support import RunningService, http_get, http_request
+from ..http_client import http_get, http_request
+from ..processes import RunningService
 
 PROBLEM = "application/problem+json"
 WORKERS = 2
@@ -157,7 +158,8 @@ def assert_problem(answer: Answer, status: int) -> None:
 
 def assert_refused_by_gunicorn(answer: Answer, status: int) -> None:
     """gunicorn's parser refused the request before the app saw it, and closed the connection;
-    its answer is a problem document all the same (gunicorn.conf.py), with no echo of the input."""
+    its answer is a problem document all the same (web_server/answers.py), with no echo of
+    the input."""
     assert_problem(answer, status)
     assert answer.headers.get("connection") == "close", answer
     assert answer.headers.get("x-content-type-options") == "nosniff", answer

@@ -7,7 +7,7 @@ import socket
 import pytest
 from sqlalchemy import Engine
 
-from ..support import RunningService
+from ..processes import RunningService
 from .raw_http import (
     ANSWER_SECONDS,
     BODY_STARTS,

@@ -8,7 +8,9 @@ import json
 import pytest
 from sqlalchemy import Engine
 
-from ..support import OPTION_TESTS, RunningService, http_get
+from ..http_client import http_get
+from ..option_tests import OPTION_TESTS
+from ..processes import RunningService
 from .raw_http import (
     CHANGE,
     Baseline,

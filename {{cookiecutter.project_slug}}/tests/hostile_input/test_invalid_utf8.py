@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from ..support import RunningService
+from ..processes import RunningService
 from .raw_http import (
     BODY_STARTS,
     CHANGE,

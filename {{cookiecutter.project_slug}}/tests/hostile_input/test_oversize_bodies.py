@@ -14,7 +14,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import Engine
 
-from ..support import RunningService, http_get
+from ..http_client import http_get
+from ..processes import RunningService
 from .raw_http import (
     ANSWER_SECONDS,
     MAX_CONTENT_LENGTH,

@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import Engine
 
-from ..support import RunningService, wait_for
+from ..processes import RunningService, wait_for
 from .raw_http import (
     Baseline,
     assert_refused_by_gunicorn,

@@ -7,7 +7,8 @@ import json
 import pytest
 from sqlalchemy import Engine
 
-from ..support import RunningService, http_get, http_request
+from ..http_client import http_get, http_request
+from ..processes import RunningService
 from .raw_http import (
     BODY_STARTS,
     Baseline,

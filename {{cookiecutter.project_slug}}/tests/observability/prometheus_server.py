@@ -21,7 +21,8 @@ from typing import NoReturn
 
 import pytest
 
-from ..support import free_port, http_get, stop_process, wait_until_serving
+from ..http_client import http_get
+from ..processes import free_port, stop_process, wait_until_serving
 
 # Every second, so a test waits a few seconds for a count, not Prometheus's default minute.
 SCRAPE_INTERVAL = "1s"

@@ -23,25 +23,19 @@ from sqlalchemy import URL, create_engine, text
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.error_reports import (
+from {{ cookiecutter.package_name }}.observability.error_reports import (
     FILTERED,
     scrubber,
     secret_values,
 )
-from {{ cookiecutter.package_name }}.options.observability import (
+from {{ cookiecutter.package_name }}.observability.settings import (
     ObservabilitySettings,
 )
 
-from ..support import (
-    RunningService,
-    http_exchange,
-    http_get,
-    migrate,
-    role_with_database,
-    service_environment,
-    wait_for,
-    web_process,
-)
+from ..databases import migrate, role_with_database
+from ..environments import service_environment
+from ..http_client import http_exchange, http_get
+from ..processes import RunningService, wait_for, web_process
 from .sentry_standin import SentryStandIn, random_letters, sentry_standin
 
 # Characters a URL must percent-encode, around a core that every encoding leaves as it is.

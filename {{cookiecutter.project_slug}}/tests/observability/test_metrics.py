@@ -28,21 +28,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from {{ cookiecutter.package_name }} import create_app, metrics
+from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.observability import metrics
 
-from ..support import (
-    RunningService,
-    child_pids,
-    comes_true,
-    free_port,
-    http_get,
-    http_request,
-    row_locked,
-    service_environment,
-    wait_for,
-    web_process,
-)
+from ..databases import row_locked
+from ..environments import service_environment
+from ..http_client import http_get, http_request
+from ..processes import RunningService, child_pids, comes_true, free_port, wait_for, web_process
 from .prometheus_server import prometheus_binary, prometheus_server
 
 TODO_ROUTE = "/api/todos/<int:todo_id>"

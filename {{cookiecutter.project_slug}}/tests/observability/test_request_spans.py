@@ -21,10 +21,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
-from {{ cookiecutter.package_name }} import create_app, traces
+from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.db import get_connection
-from {{ cookiecutter.package_name }}.options.observability import ObservabilitySettings
+from {{ cookiecutter.package_name }}.observability import traces
+from {{ cookiecutter.package_name }}.observability.settings import ObservabilitySettings
 
 CALLER_TRACE_ID = 0x5E1F0C0FFEE0C0FFEE0C0FFEE0C0FFEE
 CALLER_SPAN_ID = 0x00F067AA0BA902B7

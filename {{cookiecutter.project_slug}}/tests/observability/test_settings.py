@@ -17,17 +17,12 @@ from {{ cookiecutter.package_name }}.config import (
     ConfigError,
     load_settings,
 )
-from {{ cookiecutter.package_name }}.options.observability import (
+from {{ cookiecutter.package_name }}.observability.settings import (
     ObservabilitySettings,
 )
 
-from ..support import (
-    WSGI_MODULE,
-    run_flask_command,
-    run_process,
-    service_environment,
-    start_from_required_variables,
-)
+from ..environments import service_environment, start_from_required_variables
+from ..processes import WSGI_MODULE, run_flask_command, run_process
 
 # A key that no message can contain by chance, and a DSN that lacks its project id. It is
 # fixed: test ids are built from it, and pytest-xdist's workers must collect the same ids.

@@ -10,10 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from {{ cookiecutter.package_name }}.tasks import archive_todo
+from {{ cookiecutter.package_name }}.task_queue.tasks import archive_todo
 
-from ..support import free_port, http_get, wait_for
-from ..workers import worker_process
+from ..http_client import http_get
+from ..processes import free_port, wait_for
+from ..task_queue.celery_workers import worker_process
 
 pytestmark = [pytest.mark.processes, pytest.mark.usefixtures("empty_task_queue")]
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ..support import http_exchange, service_environment, web_process
-from ..workers import ARCHIVED, worker_process
+from ..environments import service_environment
+from ..http_client import http_exchange
+from ..processes import web_process
+from ..task_queue.celery_workers import ARCHIVED, worker_process
 from .otlp_receiver import CONSUMER, PRODUCER, SERVER, OtlpReceiver, ReceivedSpan, otlp_receiver
 
 pytestmark = [pytest.mark.processes, pytest.mark.usefixtures("empty_task_queue")]

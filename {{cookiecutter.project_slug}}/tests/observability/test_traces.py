@@ -18,16 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import make_url
 
-from ..support import (
-    Exchange,
-    RunningService,
-    free_port,
-    http_exchange,
-    http_get,
-    service_environment,
-    stop_process,
-    web_process,
-)
+from ..environments import service_environment
+from ..http_client import Exchange, http_exchange, http_get
+from ..processes import RunningService, free_port, stop_process, web_process
 from .otlp_receiver import CLIENT, SERVER, OtlpReceiver, ReceivedSpan, otlp_receiver
 
 pytestmark = pytest.mark.processes

@@ -27,9 +27,9 @@ import psycopg2.extensions
 from gunicorn.workers.ggevent import GeventWorker
 from werkzeug.exceptions import RequestTimeout
 
-from . import lingering
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+from .answers import install_service_answers
+from .lingering import close_after_answer, discard_rest_of_body
+from .wsgi import WsgiApp
 
 
 def wait_cooperatively(connection: Any) -> None:
@@ -133,8 +133,10 @@ class CooperativeWorker(GeventWorker):
         return type(cls.__name__, (cls,), limits)
 
     def init_process(self) -> None:
-        """Make the database driver cooperative before the worker serves anything."""
+        """Before the worker serves anything: make the database driver cooperative, and
+        gunicorn's own answers the service's (answers.py)."""
         psycopg2.extensions.set_wait_callback(wait_cooperatively)
+        install_service_answers()
         super().init_process()  # type: ignore[no-untyped-call]
 
     def timeout_ctx(self) -> gevent.Timeout:
@@ -173,7 +175,7 @@ class CooperativeWorker(GeventWorker):
         try:
             super().handle_request(listener_name, req, sock, addr)  # type: ignore[no-untyped-call]
         finally:
-            if not lingering.discard_rest_of_body(
+            if not discard_rest_of_body(
                 getattr(req, "body", None), self.linger_bytes, self.linger_seconds
             ):
                 req.must_close = True
@@ -186,4 +188,4 @@ class CooperativeWorker(GeventWorker):
         """Answer a request gunicorn refused (too long a line or head, bad framing), then
         read what the client still sends before the connection closes."""
         super().handle_error(req, client, addr, exc)  # type: ignore[no-untyped-call]
-        lingering.close_after_answer(client, self.linger_bytes, self.linger_seconds)
+        close_after_answer(client, self.linger_bytes, self.linger_seconds)

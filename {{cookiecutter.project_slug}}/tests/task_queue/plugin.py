@@ -1,6 +1,6 @@
 """The task queue option's part in the tests: a Redis database to use, and its variables.
 
-conftest.py loads this module as a pytest plugin; it tells support.py what the option adds
+conftest.py loads this module as a pytest plugin; it tells option_tests.py what the option adds
 to the tests every project has (its variables' values, its process type, its route).
 """
 
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from .support import OptionTests, add_option_tests
+from ..option_tests import OptionTests, add_option_tests
 
 # The Redis databases the tests may empty, one per pytest-xdist worker process (gw0, gw1, ...):
 # 15 for gw0 and for a run without xdist, then 13 down to 1. The benchmark uses 14; 0 is where

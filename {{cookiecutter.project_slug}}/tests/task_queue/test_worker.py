@@ -17,24 +17,15 @@ from sqlalchemy import URL, create_engine, text
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import ConfigError, Settings
-from {{ cookiecutter.package_name }}.options.task_queue import TaskQueueSettings
-from {{ cookiecutter.package_name }}.tasks import archive_todo
+from {{ cookiecutter.package_name }}.task_queue.settings import TaskQueueSettings
+from {{ cookiecutter.package_name }}.task_queue.tasks import archive_todo
 
-from . import test_secrets
-from .option_task_queue import TEST_REDIS_URL
-from .support import (
-    WAIT_SECONDS,
-    create_database,
-    drop_database,
-    migrate,
-    row_locked,
-    run_process,
-    service_environment,
-    update_waits_for_lock,
-    wait_for,
-    web_process,
-)
-from .workers import ARCHIVED, HARD_TIME_LIMIT, RETRY, SOFT_TIME_LIMIT, worker_process
+from .. import test_secrets
+from ..databases import create_database, drop_database, migrate, row_locked, update_waits_for_lock
+from ..environments import service_environment
+from ..processes import WAIT_SECONDS, run_process, wait_for, web_process
+from .celery_workers import ARCHIVED, HARD_TIME_LIMIT, RETRY, SOFT_TIME_LIMIT, worker_process
+from .plugin import TEST_REDIS_URL
 
 pytestmark = pytest.mark.usefixtures("empty_task_queue")
 

@@ -1,22 +1,10 @@
-"""Background tasks on a Celery task queue with a Redis broker (factor VIII): what they add.
-
-A todo gains an `archived_at` column, set by the archive task; the service gains the
-broker's settings; the web app gains POST /api/todos/<id>/archive and a Redis readiness
-check. The tasks themselves are in tasks.py, the process that runs them in worker.py.
-"""
+"""The task queue's settings: its broker, and the limits of the processes that run tasks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field, field_validator, model_validator
-from sqlalchemy import Column, DateTime
 
-from ..config import OPTION_SETTINGS, EnvironmentSettings
-from ..models import Base, Todo
-
-if TYPE_CHECKING:
-    from flask import Flask
+from ..config import EnvironmentSettings
 
 REDIS_SCHEMES = ("redis://", "rediss://")
 
@@ -52,22 +40,3 @@ class TaskQueueSettings(EnvironmentSettings):
         if self.broker_visibility_timeout <= self.task_time_limit:
             raise ValueError("BROKER_VISIBILITY_TIMEOUT must be longer than TASK_TIME_LIMIT")
         return self
-
-
-OPTION_SETTINGS.append(TaskQueueSettings)
-
-# Set once by the archive task (worker process); null until then. It is a column of the todos
-# row itself, so every read of a todo shows it (schemas.TodoOut shows each column of the row).
-ARCHIVED_AT = Column("archived_at", DateTime(timezone=True), nullable=True)
-Base.metadata.tables["todos"].append_column(ARCHIVED_AT)
-Todo.__mapper__.add_property("archived_at", ARCHIVED_AT)
-
-
-def init_app(app: Flask) -> None:
-    """Give the web app the task queue and the archive route; exit naming a bad variable."""
-    # Imported here, as create_app imports the web modules: the migrations import this module
-    # for its column alone.
-    from .. import archive, tasks
-
-    tasks.init_app(app, TaskQueueSettings.load_or_exit(app.import_name))
-    app.register_blueprint(archive.blueprint)

@@ -20,8 +20,8 @@ from pydantic import BaseModel, SecretStr
 from sentry_sdk.integrations.flask import FlaskIntegration
 from sentry_sdk.types import Event, Hint
 
-from .config import OPTION_SETTINGS, Settings
-from .options.observability import ObservabilitySettings
+from ..config import Settings, option_settings
+from .settings import ObservabilitySettings
 
 FILTERED = "[Filtered]"
 # Shorter values are too likely to occur by chance in a report to be replaced everywhere.
@@ -64,7 +64,7 @@ def init_app(app: Flask, settings: ObservabilitySettings) -> None:
     if settings.sentry_dsn is None:
         return
     service: Settings = app.extensions["settings"]
-    models = [service, *(model.load() for model in OPTION_SETTINGS)]
+    models = [service, *(model.load() for model in option_settings())]
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         release=service.release_id,

@@ -1,32 +1,17 @@
-"""Traces, metrics and error reports: what the observability option adds to the service.
-
-Logs are already an event stream (factor XI); this option adds the other two signals and
-error reports, each configured the twelve-factor way, from the environment alone, with the
-variable names the OpenTelemetry and Sentry SDKs document:
-
-- traces (traces.py): OpenTelemetry spans of each request, its SQL and its tasks, sent
-  over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT; every log line written inside a span
-  carries its trace_id and span_id;
-- metrics (metrics.py): GET /metrics in Prometheus's text format, summed over the web
-  process's workers, or on a port of its own (METRICS_PORT), or off (METRICS_ENABLED);
-- error reports (error_reports.py): each unhandled exception sent to SENTRY_DSN, with the
-  release, and with the service's secrets taken out.
-"""
+"""The observability option's settings: the three signals' knobs, named as the OpenTelemetry
+and Sentry SDKs document them."""
 
 from __future__ import annotations
 
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from ..config import OPTION_SETTINGS, EnvironmentSettings
-
-if TYPE_CHECKING:
-    from flask import Flask
+from ..config import EnvironmentSettings
 
 TraceSampler = Literal[
     "always_on",
@@ -143,34 +128,3 @@ class ObservabilitySettings(EnvironmentSettings):
     def ratio_sampler(self) -> bool:
         """Whether the sampler reads OTEL_TRACES_SAMPLER_ARG."""
         return self.otel_traces_sampler in RATIO_SAMPLERS
-
-
-OPTION_SETTINGS.append(ObservabilitySettings)
-
-
-def init_app(app: Flask) -> None:
-    """Give the web app its spans, its metrics and its error reports."""
-    # Imported here: the migrations and gunicorn's master import this module for its settings
-    # alone, and need none of the three SDKs.
-    from .. import error_reports, metrics, traces
-
-    settings = ObservabilitySettings.load_or_exit(app.import_name)
-    traces.init_app(app, settings)
-    metrics.init_app(app, settings)
-    error_reports.init_app(app, settings)
-
-
-def server_ready() -> None:
-    """In the web server's master, once it listens: serve the metrics on METRICS_PORT, if set."""
-    settings = ObservabilitySettings.load()
-    if settings.metrics_enabled and settings.metrics_port is not None:
-        from .. import metrics
-
-        metrics.serve_on_own_port(settings.metrics_port)
-
-
-def worker_exited(pid: int) -> None:
-    """In the web server's master: a worker has exited, so its gauges no longer count."""
-    from .. import metrics
-
-    metrics.forget_process(pid)

@@ -11,13 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .support import (
-    PROJECT_ROOT,
-    procfile_command,
-    service_environment,
-    stop_process,
-    wait_for,
-)
+from ..environments import service_environment
+from ..processes import PROJECT_ROOT, procfile_command, stop_process, wait_for
 
 ARCHIVED = "todo archived"
 UNCHANGED = "todo already archived, or gone"

@@ -7,6 +7,6 @@ tests of the three signals, in tests/observability/, set them against receivers 
 
 from __future__ import annotations
 
-from .support import OptionTests, add_option_tests
+from ..option_tests import OptionTests, add_option_tests
 
 add_option_tests(OptionTests(environment={}, with_password=lambda _password: {}))

@@ -48,13 +48,13 @@ from psycopg2.extensions import cursor
 from sqlalchemy import Engine, event
 from werkzeug.wsgi import get_path_info
 
-from .__about__ import __version__
-from .db import EXTENSION_KEY as DATABASE
-from .logging import RECORD_FIELDS
+from ..__about__ import __version__
+from ..db import EXTENSION_KEY as DATABASE
+from ..logging import RECORD_FIELDS
+from ..request_ids import HEADER as REQUEST_ID_HEADER
+from ..web_server.wsgi import WsgiApp
 from .metrics import KNOWN_METHODS, matched_route, method_label
-from .options.observability import ObservabilitySettings
-from .request_ids import HEADER as REQUEST_ID_HEADER
-from .request_ids import WsgiApp
+from .settings import ObservabilitySettings
 
 # Probes and scrapes come every few seconds and say nothing about the service's work.
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

@@ -1,4 +1,4 @@
-"""Archiving todos in the background: the web process enqueues, a worker process does it."""
+"""The task queue's route: archiving a todo in the background, enqueued by the web process."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from pydantic import BaseModel
 from spectree import Response as Responses
 
-from .errors import problem_response
-from .openapi import api, problems
+from ..errors import problem_response
+from ..openapi import api, problems
+from ..todos import find_todo
 from .tasks import archive_todo
-from .todos import find_todo
 
 blueprint = Blueprint("archive", __name__)
 

@@ -33,16 +33,16 @@ from flask import Blueprint, Flask, Response, has_request_context, request
 from spectree import Response as Responses
 from sqlalchemy import Engine
 
-from .config import share_with_children
-from .db import EXTENSION_KEY as DATABASE
-from .openapi import documented
-from .options.observability import ObservabilitySettings
+from ..config import share_with_children
+from ..db import EXTENSION_KEY as DATABASE
+from ..openapi import documented
+from .settings import ObservabilitySettings
 
 if TYPE_CHECKING:
     # Imported where used: prometheus_client must come after the folder is chosen.
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    from .request_ids import WsgiApp
+    from ..web_server.wsgi import WsgiApp
 
 # prometheus_client reads it from the environment alone, and the workers inherit it.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"

@@ -1,31 +1,24 @@
-"""Background tasks, and the Celery app that runs them inside a Flask app context (factor VIII)."""
+"""The Celery app of a process: the broker's settings, and each task run inside an app
+context of the process's Flask app, with the log context of the request that enqueued it."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import redis
-from celery import Celery, Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Celery, Task
 from celery.signals import before_task_publish
 from flask import Flask
-from sqlalchemy import func, update
-from sqlalchemy.exc import OperationalError
 
-from .db import READINESS_CHECKS, get_session
-from .logging import bind_log_context, log_context, reset_log_context
-from .models import Todo
-from .options.task_queue import ARCHIVED_AT, TaskQueueSettings
+from ..db import READINESS_CHECKS
+from ..logging import bind_log_context, log_context, reset_log_context
+from .settings import TaskQueueSettings
 
-logger = logging.getLogger(__name__)
-
-# A task that meets a database hiccup is retried this often, waiting longer each time.
-MAX_RETRIES = 5
-RETRY_BACKOFF_MAX_SECONDS = 60
+# Where the tasks are defined: the worker imports it as it starts, to know them.
+TASKS_MODULE = f"{__package__}.tasks"
 
 
-def init_app(app: Flask, settings: TaskQueueSettings) -> Celery[Task[Any, Any]]:
+def make_celery(app: Flask, settings: TaskQueueSettings) -> Celery[Task[Any, Any]]:
     """Make the Celery app of this process; each task runs inside an app context of `app`."""
 
     class FlaskTask(Task[Any, Any]):
@@ -39,7 +32,9 @@ def init_app(app: Flask, settings: TaskQueueSettings) -> Celery[Task[Any, Any]]:
             finally:
                 reset_log_context(token)
 
-    celery: Celery[Task[Any, Any]] = Celery(app.import_name, task_cls=FlaskTask)
+    celery: Celery[Task[Any, Any]] = Celery(
+        app.import_name, task_cls=FlaskTask, include=[TASKS_MODULE]
+    )
     celery.conf.update(
         broker_url=settings.redis_url,
         # A task's effect is visible in the database, so no result store is kept.
@@ -64,6 +59,7 @@ def init_app(app: Flask, settings: TaskQueueSettings) -> Celery[Task[Any, Any]]:
         worker_redirect_stdouts=False,
     )
     celery.set_default()
+    before_task_publish.connect(carry_request_id, dispatch_uid="carry_request_id")
     app.extensions["celery"] = celery
     app.extensions.setdefault(READINESS_CHECKS, {})["redis"] = lambda: ping_redis(
         settings.redis_url
@@ -80,30 +76,6 @@ def ping_redis(url: str) -> None:
         client.close()
 
 
-@before_task_publish.connect
 def carry_request_id(headers: dict[str, Any], **_kwargs: Any) -> None:
     """Send the id of the request that enqueued a task along with it, for the worker's logs."""
     headers.setdefault("request_id", log_context.get().get("request_id"))
-
-
-# A task told to stop at its soft time limit has had its transaction rolled back; it is
-# retried like a database hiccup, as what held it up (a lock, say) may be gone by then.
-@shared_task(
-    autoretry_for=(OperationalError, SoftTimeLimitExceeded),
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
-    max_retries=MAX_RETRIES,
-)
-def archive_todo(todo_id: int) -> bool:
-    """Archive a todo; running it again changes nothing. True if this run archived it."""
-    session = get_session()
-    archived = session.execute(
-        update(Todo)
-        .where(Todo.id == todo_id, ARCHIVED_AT.is_(None))
-        .values({ARCHIVED_AT: func.now()})
-        .returning(Todo.id)
-    ).first()
-    session.commit()
-    message = "todo archived" if archived else "todo already archived, or gone"
-    logger.info(message, extra={"todo_id": todo_id})
-    return archived is not None

@@ -1,4 +1,5 @@
-"""Traces and metrics of the task queue: what the two options add when both are chosen.
+"""Traces and metrics of the task queue: what this option adds where the task queue option is
+chosen too, through the hooks that option calls (see chosen_options.py).
 
 A task enqueued by a request carries the request's trace in its message headers, so its run in
 the worker is a span of the same trace. The worker process counts its tasks by outcome and, when
@@ -11,22 +12,16 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from celery.signals import (
-    task_failure,
-    task_retry,
-    task_success,
-    worker_init,
-    worker_process_init,
-)
+from celery.signals import task_failure, task_retry, task_success
 
-from .observability import ObservabilitySettings
+from .settings import ObservabilitySettings
 
 if TYPE_CHECKING:
     from flask import Flask
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import Counter
 
-    from ..request_ids import WsgiApp
+    from ..web_server.wsgi import WsgiApp
 
 
 def trace_task_messages(provider: TracerProvider) -> None:
@@ -44,7 +39,7 @@ def untraced_probes(app: WsgiApp) -> WsgiApp:
     broker, and the Redis instrumentation would make each ping a trace of its own."""
     from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-    from ..traces import UNTRACED_PATHS
+    from .traces import UNTRACED_PATHS
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in UNTRACED_PATHS:
@@ -55,9 +50,9 @@ def untraced_probes(app: WsgiApp) -> WsgiApp:
     return serve
 
 
-def init_app(app: Flask) -> None:
+def init_task_publisher(app: Flask) -> None:
     """In the web process: the tasks its requests enqueue carry their trace."""
-    from .. import traces
+    from . import traces
 
     settings = ObservabilitySettings.load_or_exit(app.import_name)
     if not settings.otel_sdk_disabled:
@@ -66,30 +61,34 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = untraced_probes(app.wsgi_app)  # type: ignore[method-assign,assignment]
 
 
-@worker_init.connect
-def serve_worker_metrics(**_kwargs: Any) -> None:
-    """In the worker's main process, before it forks the pool: keep and serve the counts."""
-    from .. import metrics
+def init_task_worker(_app: Flask) -> None:
+    """In the worker's main process, before it forks the pool: count the tasks its pool runs,
+    and serve the counts."""
+    from . import metrics
 
+    for signal, count in (
+        (task_success, count_success),
+        (task_failure, count_failure),
+        (task_retry, count_retry),
+    ):
+        signal.connect(count, dispatch_uid=count.__name__)
     settings = ObservabilitySettings.load_or_exit("celery")
     if settings.metrics_enabled and settings.metrics_port is not None:
         metrics.multiprocess_directory(settings.prometheus_multiproc_dir)
         metrics.serve_on_own_port(settings.metrics_port)
 
 
-@worker_process_init.connect
-def trace_worker_process(**_kwargs: Any) -> None:
+def init_task_worker_process(app: Flask) -> None:
     """In each process of the worker's pool, once forked: its spans, and its log lines' ids."""
-    from .. import traces
     from ..db import EXTENSION_KEY as DATABASE
-    from ..worker import flask_app
+    from . import traces
 
     settings = ObservabilitySettings.load_or_exit("celery")
     if settings.otel_sdk_disabled:
         return
-    provider = traces.tracer_provider(settings, flask_app.extensions["settings"].release_id)
+    provider = traces.tracer_provider(settings, app.extensions["settings"].release_id)
     trace_task_messages(provider)
-    traces.trace_database(flask_app.extensions[DATABASE].engine, provider)
+    traces.trace_database(app.extensions[DATABASE].engine, provider)
     traces.stamp_log_lines()
 
 
@@ -103,26 +102,23 @@ def tasks_counter() -> Counter:
 
 def count_outcome(outcome: str, sender: Any) -> None:
     """Count one task run, when the worker keeps metrics (METRICS_PORT set for it)."""
-    from .. import metrics
+    from . import metrics
 
     if metrics.PROCESS_FOLDER:
         name = getattr(sender, "name", None) or str(sender)
         tasks_counter().labels(name, outcome).inc()
 
 
-@task_success.connect
 def count_success(sender: Any = None, **_kwargs: Any) -> None:
     """A task returned."""
     count_outcome("success", sender)
 
 
-@task_failure.connect
 def count_failure(sender: Any = None, **_kwargs: Any) -> None:
     """A task raised and will not be retried."""
     count_outcome("failure", sender)
 
 
-@task_retry.connect
 def count_retry(sender: Any = None, **_kwargs: Any) -> None:
     """A task raised and was scheduled to run again."""
     count_outcome("retry", sender)
