@@ -16,7 +16,7 @@ from .servers import Scenario, WebServer, launch_web, page_items
 from .sql import SqlPipe
 
 if TYPE_CHECKING:
-    from .web import Loader
+    from .loader import Loader
 
 # Seeded created_at values start here, one second apart, so that every row's position in
 # the newest-first order is known without asking the service.

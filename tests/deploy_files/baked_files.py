@@ -43,7 +43,8 @@ COMBINATIONS += [
 # Where the containers' temporary files go: a tmpfs or a memory emptyDir, never the image.
 TMPFS = "/tmp"  # noqa: S108 - a path inside the containers, not a file of ours
 # After SIGTERM a worker with a stuck task exits this long after TASK_TIME_LIMIT at most: the
-# baked tests/test_worker.py sees about two seconds (the kill, then the pool and broker stop).
+# baked tests/task_queue/test_worker.py sees about two seconds (the kill, then the pool and
+# broker stop).
 WORKER_STOP_SECONDS = 10
 
 

@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, Response, jsonify
 from pydantic import ValidationError
 from spectree import SpecTree
 
-from .__about__ import DISTRIBUTION
+from .__about__ import DISTRIBUTION, __version__
 from .errors import PROBLEM_MIMETYPE, Problem
 from .schemas import ProblemOut
 
@@ -57,14 +57,22 @@ def reject_invalid_request(
     raise Problem(VALIDATION_ERROR_STATUS, "The request has invalid fields.", errors=errors)
 
 
-# The document is titled with the project's name, version and summary, as installed.
-PROJECT = metadata.metadata(DISTRIBUTION)
+def project_metadata() -> tuple[str, str, str | None]:
+    """The project's name, version and summary, as installed; from the code alone when it
+    runs from a source tree that is not installed (PYTHONPATH=src)."""
+    try:
+        installed = metadata.metadata(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return DISTRIBUTION, __version__, None
+    return installed["Name"], installed["Version"], installed["Summary"]
 
+
+TITLE, VERSION, SUMMARY = project_metadata()
 api = SpecTree(
     "flask",
-    title=PROJECT["Name"],
-    version=PROJECT["Version"],
-    description=PROJECT["Summary"],
+    title=TITLE,
+    version=VERSION,
+    description=SUMMARY,
     page_templates={},
     naming_strategy=lambda model: model.__name__,
     nested_naming_strategy=lambda _parent, child: child,
