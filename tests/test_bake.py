@@ -140,3 +140,21 @@ def test_requires_python_matches_the_chosen_version(bake: Bake) -> None:
 def test_readme_names_the_project(bake: Bake) -> None:
     readme = (bake.path / "README.md").read_text(encoding="utf-8")
     assert bake.answers["project_name"] in readme
+
+
+def test_each_factor_has_a_page_named_after_its_test_and_the_index_links_it(bake: Bake) -> None:
+    """tests/factors/test_NN_<name>.py goes with docs/factors/NN-<name>.md (hyphens)."""
+    tests = sorted((bake.path / "tests" / "factors").glob("test_[0-9][0-9]_*.py"))
+    # An option may add a file to a factor (test_08_concurrency_of_tasks.py): the factor's
+    # own file sorts first and names the page.
+    own_test = {}
+    for test in tests:
+        own_test.setdefault(test.name[5:7], test)
+    expected = [
+        test.stem.removeprefix("test_").replace("_", "-") + ".md" for test in own_test.values()
+    ]
+    pages = sorted(page.name for page in (bake.path / "docs" / "factors").glob("*.md"))
+    assert len(expected) == 12
+    assert pages == expected
+    index = (bake.path / "docs" / "twelve-factors.md").read_text(encoding="utf-8")
+    assert [page for page in pages if f"](factors/{page})" not in index] == []

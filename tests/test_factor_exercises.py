@@ -1,12 +1,12 @@
-"""Each exercise of the baked factor guide breaks its own factor, and no other.
+"""Each exercise of the baked factor pages breaks its own factor, and no other.
 
-The default project is baked once, committed to git and installed. Its
-docs/twelve-factors.md is read as a student reads it: per factor, the change that breaks
-it (a diff for `git apply`, or a command), the row of `make factors` it turns red, the
-tests it names as failing, and the command that undoes it. So the guide and this proof
-cannot drift apart. Each exercise is applied to a copy of the project, whose factor suite
-runs with the installed environment (the copy's source first on PYTHONPATH), two copies
-at a time; the printed table must show that exercise's row alone as FAIL.
+The default project is baked once, committed to git and installed. Its factor pages,
+docs/factors/NN-<name>.md, are read in order as a student reads them: per factor, the
+change that breaks it (a diff for `git apply`, or a command), the row of `make factors` it
+turns red, the tests it names as failing, and the command that undoes it. So the pages and
+this proof cannot drift apart. Each exercise is applied to a copy of the project, whose
+factor suite runs with the installed environment (the copy's source first on PYTHONPATH),
+two copies at a time; the printed table must show that exercise's row alone as FAIL.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from harness import BakedProject, describe_failure, find_interpreter, own_tools_
 pytestmark = pytest.mark.baked
 
 ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII")
-GUIDE = Path("docs") / "twelve-factors.md"
+FACTOR_PAGES = Path("docs") / "factors"
+PAGE_TITLE = re.compile(r"^# (.+)$", re.MULTILINE)
 EXERCISE_HEADING = "#### Exercise: break it"
 FENCED_BLOCK = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 RED_ROW = re.compile(r"the row `([^`]+)` turns `FAIL`")
@@ -46,7 +47,7 @@ GIT_IDENTITY = {
 
 @dataclass(frozen=True)
 class Exercise:
-    """One factor's exercise, as the guide states it."""
+    """One factor's exercise, as its page states it."""
 
     numeral: str
     title: str
@@ -68,14 +69,16 @@ class ExerciseRun:
     status_after_undo: str
 
 
-def read_exercises(guide: str) -> list[Exercise]:
-    """Every factor section's exercise, in the guide's order."""
+def read_exercises(pages: list[str]) -> list[Exercise]:
+    """Every factor page's exercise, in the pages' order."""
     exercises = []
-    for section in re.split(r"^## ", guide, flags=re.MULTILINE)[1:]:
-        title = section.splitlines()[0].strip()
-        if EXERCISE_HEADING not in section:
+    for page in pages:
+        heading = PAGE_TITLE.search(page)
+        assert heading, f"a factor page has no title:\n{page[:200]}"
+        title = heading.group(1).strip()
+        if EXERCISE_HEADING not in page:
             continue
-        part = section.split(EXERCISE_HEADING, 1)[1]
+        part = page.split(EXERCISE_HEADING, 1)[1]
         blocks = list(FENCED_BLOCK.finditer(part))
         assert len(blocks) >= 2, f"{title}: an exercise needs a change and an undo block"
         change, undo = blocks[0], blocks[-1]
@@ -163,8 +166,9 @@ def installed_project(
 
 @pytest.fixture(scope="module")
 def exercises(installed_project: BakedProject) -> list[Exercise]:
-    """The exercises of the baked guide."""
-    return read_exercises((installed_project.path / GUIDE).read_text(encoding="utf-8"))
+    """The exercises of the baked factor pages, in the pages' order."""
+    pages = sorted((installed_project.path / FACTOR_PAGES).glob("*.md"))
+    return read_exercises([page.read_text(encoding="utf-8") for page in pages])
 
 
 def break_and_repair(installed: BakedProject, exercise: Exercise, copy: Path) -> ExerciseRun:
@@ -208,7 +212,7 @@ def exercise_runs(
         return {run.exercise.numeral: run for run in runs}
 
 
-def test_the_guide_has_one_exercise_per_factor_in_order(exercises: list[Exercise]) -> None:
+def test_the_pages_have_one_exercise_per_factor_in_order(exercises: list[Exercise]) -> None:
     assert [exercise.numeral for exercise in exercises] == list(ROMAN)
     for exercise in exercises:
         assert exercise.kind in {"diff", "sh"}, exercise.title
@@ -249,7 +253,7 @@ def test_each_exercise_turns_its_own_factor_red_and_no_other(
     failed = [line for line in output.splitlines() if line.startswith("FAILED ")]
     for test_name in exercise.failing_tests:
         assert any(f"::{test_name}" in line for line in failed), (
-            f"the guide says {test_name} fails when factor {exercise.title} is broken; "
+            f"the page of factor {exercise.title} says {test_name} fails when it is broken; "
             f"the tests that failed were:\n" + "\n".join(failed)
         )
 
