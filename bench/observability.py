@@ -20,11 +20,12 @@ from typing import Any
 
 from . import procs
 from .bakes import Bake
+from .load import Loader
 from .plan import BENCH_DIR, Plan, progress
 from .report import fmt, incident_lines, median, spread, table
 from .servers import Scenario, WebServer, launch_web
 from .sql import SqlPipe
-from .web import Loader, paired
+from .web import paired
 
 SAMPLER = "parentbased_traceidratio"
 SAMPLER_ARG = "0.1"

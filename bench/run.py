@@ -38,6 +38,7 @@ from . import procs
 from .bakes import Bake, bake, make_install, run_release
 from .growth import measure_growth, render_growth
 from .limits import measure_startup, render_footprint, render_limits
+from .load import Loader
 from .newcomer import measure_newcomer, render_newcomer
 from .observability import measure_observability, render_observability
 from .plan import (
@@ -55,7 +56,7 @@ from .report import table
 from .roundtrips import measure_roundtrips, render_roundtrips
 from .servers import Scenario
 from .sql import SqlPipe
-from .web import Loader, measure_web, render_web
+from .web import measure_web, render_web
 from .worker import measure_worker, render_worker
 
 

@@ -7,8 +7,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import growth, load, procs
+from . import growth, procs
 from .bakes import Bake, seed
+from .load import Loader
 from .plan import Plan, progress
 from .report import fmt, incident_lines, median, ratio, spread, table
 from .servers import Scenario, WebServer, launch_baseline, launch_web, page_items
@@ -22,36 +23,6 @@ BASELINE_LABELS = {
     "bare": "bare Flask returning a constant",
     "pooled": "Flask + pooled psycopg2, same SELECT",
 }
-
-
-class Loader:
-    """wrk or the Python fallback, with the plan's duration and concurrency."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.wrk = load.ensure_wrk(progress)
-        self.name = load.wrk_version(self.wrk) if self.wrk else "Python threads + http.client"
-
-    def run(
-        self,
-        port: int,
-        scenario: Scenario,
-        duration: float | None = None,
-        connections: int | None = None,
-    ) -> load.LoadResult:
-        """One fixed-duration run of a scenario (the plan's duration and connections)."""
-        duration = duration or self.plan.duration
-        connections = connections or self.plan.wrk_connections
-        if self.wrk:
-            return load.run_wrk(
-                self.wrk,
-                f"http://127.0.0.1:{port}{scenario.path}",
-                scenario.method,
-                duration,
-                min(self.plan.wrk_threads, connections),
-                connections,
-            )
-        return load.run_python(port, scenario.path, scenario.method, duration, connections)
 
 
 def deep_cursor(port: int, after: int) -> str:
