@@ -77,7 +77,8 @@ def _absolute_source(node: ast.ImportFrom, package: str) -> str:
     """What `from X import` names, with a relative X resolved against the importing package."""
     if not node.level:
         return node.module or ""
-    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+    parts = package.split(".")
+    base = parts[: len(parts) - node.level + 1]
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
@@ -89,7 +90,8 @@ def _deepest_module(dotted: str, modules: frozenset[str]) -> str:
 
 
 def _circles(arrows: Mapping[str, frozenset[str]]) -> tuple[tuple[str, ...], ...]:
-    """Each module's shortest way back to itself, told once however many modules it passes."""
+    """Each module's shortest way back to itself; a circle found from several of its modules
+    is told once."""
     found = set()
     for module in sorted(arrows):
         way_back = _shortest_way_back(module, arrows)
