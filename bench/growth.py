@@ -6,17 +6,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import procs
 from .bakes import Bake, run_release
+from .load import Loader
 from .plan import Plan, progress
 from .report import fmt, median, ratio, span, spread, table
 from .servers import Scenario, WebServer, launch_web, page_items
 from .sql import SqlPipe
-
-if TYPE_CHECKING:
-    from .loader import Loader
 
 # Seeded created_at values start here, one second apart, so that every row's position in
 # the newest-first order is known without asking the service.

@@ -1,5 +1,6 @@
 """Load generators: wrk when it is there (installed from Debian if missing), else a
-bounded Python one (threads + http.client). Both report the same LoadResult."""
+bounded Python one (threads + http.client). Both report the same LoadResult; the Loader
+picks one for the run and drives it at the plan's duration and connections."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .plan import Plan, progress
+from .servers import Scenario
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 POST_BODY = b'{"title": "bench todo", "done": false}'
@@ -170,3 +174,33 @@ def run_python(
         requests=len(every),
         errors=sum(errors),
     )
+
+
+class Loader:
+    """wrk or the Python fallback, with the plan's duration and concurrency."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.wrk = ensure_wrk(progress)
+        self.name = wrk_version(self.wrk) if self.wrk else "Python threads + http.client"
+
+    def run(
+        self,
+        port: int,
+        scenario: Scenario,
+        duration: float | None = None,
+        connections: int | None = None,
+    ) -> LoadResult:
+        """One fixed-duration run of a scenario (the plan's duration and connections)."""
+        duration = duration or self.plan.duration
+        connections = connections or self.plan.wrk_connections
+        if self.wrk:
+            return run_wrk(
+                self.wrk,
+                f"http://127.0.0.1:{port}{scenario.path}",
+                scenario.method,
+                duration,
+                min(self.plan.wrk_threads, connections),
+                connections,
+            )
+        return run_python(port, scenario.path, scenario.method, duration, connections)

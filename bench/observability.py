@@ -20,7 +20,7 @@ from typing import Any
 
 from . import procs
 from .bakes import Bake
-from .loader import Loader
+from .load import Loader
 from .plan import BENCH_DIR, Plan, progress
 from .report import fmt, incident_lines, median, spread, table
 from .servers import Scenario, WebServer, launch_web

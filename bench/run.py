@@ -38,7 +38,7 @@ from . import procs
 from .bakes import Bake, bake, make_install, run_release
 from .growth import measure_growth, render_growth
 from .limits import measure_startup, render_footprint, render_limits
-from .loader import Loader
+from .load import Loader
 from .newcomer import measure_newcomer, render_newcomer
 from .observability import measure_observability, render_observability
 from .plan import (

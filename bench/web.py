@@ -9,7 +9,7 @@ from typing import Any
 
 from . import growth, procs
 from .bakes import Bake, seed
-from .loader import Loader
+from .load import Loader
 from .plan import Plan, progress
 from .report import fmt, incident_lines, median, ratio, spread, table
 from .servers import Scenario, WebServer, launch_baseline, launch_web, page_items

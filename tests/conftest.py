@@ -9,8 +9,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from baked_project import DEFAULT_TEST_DATABASE_URL
+from baking import write_cookiecutter_config
 from containers import REQUIRE_VARIABLE, Engine, NoEngineError, container_engine
-from harness import DEFAULT_TEST_DATABASE_URL, write_cookiecutter_config
 
 
 def _without_password(url: str) -> str:

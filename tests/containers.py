@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import TEMPLATE_DIR
+from template import TEMPLATE_DIR
 
 STANDINS_DIR = TEMPLATE_DIR / "tests" / "standins"
 # Debian's release whose python3 (3.13) and PostgreSQL (17) the stand-ins carry: the

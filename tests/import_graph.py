@@ -1,83 +1,124 @@
-"""The import graph of a folder of Python source, read by AST: nothing is imported or run.
+"""The import graph of a folder of Python source, read from the source (nothing is executed),
+and the circles its arrows close.
 
-Every `import` and `from ... import` counts, wherever it is in a module (inside a function,
-under `if TYPE_CHECKING`): a circle through a deferred import is a circle in the design all
-the same. `from package import name` counts as an import of package.name when that is a
-module of the folder, else of the package itself (its __init__).
+Every `import` and `from ... import` counts wherever it stands, inside a function or under
+`if TYPE_CHECKING` too: a circle through a deferred import is still a circle in the design.
 """
 
 from __future__ import annotations
 
 import ast
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def module_names(root: Path, prefix: str) -> dict[str, Path]:
-    """Each module under root by its dotted name, prefixed (a package's by its own name)."""
-    names = {}
-    for path in sorted(root.rglob("*.py")):
-        parts = list(path.relative_to(root).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        names[".".join(filter(None, [prefix, *parts]))] = path
-    return names
+@dataclass(frozen=True)
+class ImportGraph:
+    """Modules by dotted name, the modules each one imports, and the circles those close.
+
+    Each circle is a closed path, its first module repeated at the end and the first in name
+    order first; every module of a tangle (a strongly connected part of the graph) is on one.
+    """
+
+    modules: frozenset[str]
+    arrows: Mapping[str, frozenset[str]]
+    circles: tuple[tuple[str, ...], ...]
 
 
-def deepest_known(name: str, known: dict[str, Path]) -> str | None:
-    """The longest dotted prefix of name that is a module of the folder."""
-    while name and name not in known:
-        name = name.rpartition(".")[0]
-    return name or None
+def read_package(package_dir: Path) -> ImportGraph:
+    """The graph of a package, as its parent folder on sys.path would import it."""
+    return _read(package_dir.parent, sorted(package_dir.rglob("*.py")))
 
 
-def imports_of(module: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The modules of the folder that one module imports."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
+def read_folder(folder: Path) -> ImportGraph:
+    """The graph of a folder that is itself on sys.path (as pytest puts tests/ there)."""
+    return _read(folder, sorted(folder.rglob("*.py")))
+
+
+def _read(path_entry: Path, files: list[Path]) -> ImportGraph:
+    """Name every file as imported from path_entry, then follow each one's imports."""
+    names = {path: _module_name(path_entry, path) for path in files}
+    modules = frozenset(names.values())
+    arrows = {
+        name: frozenset(_imports_of(path, name, modules) - {name}) for path, name in names.items()
+    }
+    return ImportGraph(modules, arrows, _circles(arrows))
+
+
+def _module_name(path_entry: Path, path: Path) -> str:
+    """pkg/sub/mod.py is pkg.sub.mod; pkg/__init__.py is pkg."""
+    parts = list(path.relative_to(path_entry).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports_of(path: Path, name: str, modules: frozenset[str]) -> set[str]:
+    """The modules of the graph that the file imports; the rest are another project's."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            found.update(_deepest_module(alias.name, modules) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parents = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(filter(None, [*parents, node.module or ""]))
-            targets = [f"{base}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for target in targets:
-            name = deepest_known(target, known)
-            if name is not None and name != module:
-                found.add(name)
+            source = _absolute_source(node, package)
+            for alias in node.names:
+                # `from pkg import name` imports the module pkg.name when there is one,
+                # else a name that pkg's __init__ defines.
+                submodule = f"{source}.{alias.name}"
+                found.add(submodule if submodule in modules else _deepest_module(source, modules))
+    found.discard("")
     return found
 
 
-def import_graph(root: Path, prefix: str = "") -> dict[str, set[str]]:
-    """Each module of the folder, with the modules of the folder it imports."""
-    known = module_names(root, prefix)
-    return {module: imports_of(module, path, known) for module, path in known.items()}
+def _absolute_source(node: ast.ImportFrom, package: str) -> str:
+    """What `from X import` names, with a relative X resolved against the importing package."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = parts[: len(parts) - node.level + 1]
+    return ".".join([*base, *([node.module] if node.module else [])])
 
 
-def circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Each circle of imports, as the modules around it, first one repeated at the end."""
-    found: list[list[str]] = []
-    seen_groups: list[set[str]] = []
-
-    def walk(path: list[str]) -> None:
-        for target in sorted(graph.get(path[-1], ())):
-            if target == path[0]:
-                group = set(path)
-                if group not in seen_groups:
-                    seen_groups.append(group)
-                    found.append([*path, target])
-            elif target not in path and target > path[0]:
-                walk([*path, target])
-
-    for start in sorted(graph):
-        walk([start])
-    return found
+def _deepest_module(dotted: str, modules: frozenset[str]) -> str:
+    """The longest prefix of a dotted name that is a module of the graph, or ''."""
+    while dotted and dotted not in modules:
+        dotted = dotted.rpartition(".")[0]
+    return dotted
 
 
-def describe(found: list[list[str]]) -> str:
-    """The circles, one per line: a -> b -> a."""
-    return "\n".join(" -> ".join(circle) for circle in found)
+def _circles(arrows: Mapping[str, frozenset[str]]) -> tuple[tuple[str, ...], ...]:
+    """Each module's shortest way back to itself; a circle found from several of its modules
+    is told once."""
+    found = set()
+    for module in sorted(arrows):
+        way_back = _shortest_way_back(module, arrows)
+        if way_back:
+            start = way_back.index(min(way_back))
+            found.add((*way_back[start:], *way_back[:start], min(way_back)))
+    return tuple(sorted(found))
+
+
+def _shortest_way_back(start: str, arrows: Mapping[str, frozenset[str]]) -> list[str]:
+    """The modules on the shortest path from start back to start (start first), or []."""
+    came_from: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        module = queue.popleft()
+        for imported in sorted(arrows.get(module, ())):
+            if imported == start:
+                return list(_walk_back(module, came_from, start))[::-1]
+            if imported not in came_from:
+                came_from[imported] = module
+                queue.append(imported)
+    return []
+
+
+def _walk_back(module: str, came_from: Mapping[str, str], start: str) -> Iterator[str]:
+    """From module back along the breadth-first search's steps to start."""
+    while module != start:
+        yield module
+        module = came_from[module]
+    yield start

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import CHOICE_QUESTIONS, TEMPLATE_DIR, choices, text_files
+from baking import text_files
+from template import CHOICE_QUESTIONS, TEMPLATE_DIR, choices
 
 QUOTED_NAME = "O'Brien's \"Quoted\" Service"
 

@@ -13,17 +13,9 @@ from typing import Any
 
 import pytest
 
-from harness import (
-    CHOICE_QUESTIONS,
-    TEMPLATE_DIR,
-    BakedProject,
-    choices,
-    describe_failure,
-    find_interpreter,
-    interpreter_candidates,
-    make_env,
-    run_make,
-)
+from baked_project import BakedProject, describe_failure, make_env, run_make
+from interpreters import find_interpreter, interpreter_candidates
+from template import CHOICE_QUESTIONS, TEMPLATE_DIR, choices
 
 pytestmark = pytest.mark.baked
 

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from harness import TEMPLATE_DIR
+from template import TEMPLATE_DIR
 
 pytestmark = pytest.mark.bench
 

@@ -23,7 +23,7 @@ import yaml
 
 from conftest import no_engine
 from containers import STANDIN_PYTHON, Engine, NoEngineError, http, run, said, wait_until
-from harness import TEMPLATE_DIR
+from template import TEMPLATE_DIR
 
 pytestmark = pytest.mark.containers
 

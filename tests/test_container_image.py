@@ -29,9 +29,10 @@ import pytest
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
+from baking import read_procfile
 from conftest import no_engine
 from containers import STANDIN_PYTHON, Engine, NoEngineError, http, said, wait_until
-from harness import TEMPLATE_DIR, read_procfile
+from template import TEMPLATE_DIR
 
 pytestmark = pytest.mark.containers
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import BakedProject, describe_failure, find_interpreter, own_tools_env
+from baked_project import BakedProject, describe_failure, own_tools_env
+from interpreters import find_interpreter
 
 pytestmark = pytest.mark.baked
 

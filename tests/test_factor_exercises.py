@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from harness import BakedProject, describe_failure, find_interpreter, own_tools_env, tail
+from baked_project import BakedProject, describe_failure, own_tools_env, tail
+from interpreters import find_interpreter
 
 pytestmark = pytest.mark.baked
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness import text_files
+from baking import text_files
 
 # Words that only the option's code, settings, docs and dependencies use.
 OPTION_WORDS = re.compile(r"opentelemetry|otel|prometheus|sentry", re.IGNORECASE)

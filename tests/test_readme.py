@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness import COOKIECUTTER_JSON, FOREIGN_VARIABLES, TEMPLATE_DIR, answers
+from baked_project import FOREIGN_VARIABLES
+from template import COOKIECUTTER_JSON, TEMPLATE_DIR, answers
 
 README = (TEMPLATE_DIR / "README.md").read_text(encoding="utf-8")
 QUESTIONS = [name for name in COOKIECUTTER_JSON if not name.startswith("_")]

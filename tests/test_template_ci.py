@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import choices
+from template import choices
 
 WORKFLOW = Path(__file__).resolve().parent.parent / ".github" / "workflows" / "ci.yml"
 SCHEMAS = ("vendor.github-workflows", "custom.github-workflows-require-timeout")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness import HOOKS_DIR, TEMPLATE_DIR
+from template import HOOKS_DIR, TEMPLATE_DIR
 
 PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 # Code is what runs: Python, shell, and the files whose lines are commands. Configuration

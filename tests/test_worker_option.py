@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import text_files
+from baking import text_files
 
 
 def bake(cookies: Any, **answers: str) -> Path:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import TEMPLATE_DIR, choices, read_procfile
+from baking import read_procfile
+from template import TEMPLATE_DIR, choices
 
 # Every combination of the answers that shape deploy files, with the default Python;
 # then each other Python with both CI systems, since Python shows in the image and CI.

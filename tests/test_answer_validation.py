@@ -12,16 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness import (
-    CHOICE_QUESTIONS,
-    TEMPLATE_DIR,
-    answers,
-    choices,
-    load_hook,
-    render_hook,
-    run_cookiecutter,
-    tree_snapshot,
-)
+from baking import run_cookiecutter, tree_snapshot
+from template import CHOICE_QUESTIONS, TEMPLATE_DIR, answers, choices, load_hook, render_hook
 
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
