@@ -22,9 +22,10 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from .processes import PROJECT_ROOT
+
 pytestmark = pytest.mark.processes
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCKS = ("requirements.lock", "requirements-dev.lock")
 # A pin opens a line of the lock; its hashes follow on continuation lines.
 PINNED_LINE = re.compile(r"^([A-Za-z0-9][^\\\n]*==[^\\\n]*?)\s*\\?$", re.MULTILINE)
