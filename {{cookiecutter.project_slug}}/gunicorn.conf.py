@@ -1,22 +1,22 @@
-"""gunicorn's settings for the web process, every one from the environment (factors VII-IX);
-the code they name is in src/{{ cookiecutter.package_name }}/web_server/."""
+"""gunicorn's settings for the web process, from the environment; the code is in web_server/."""
 
 import os
 
 from gevent import monkey
 
-# The workers are evented (web_server/concurrency.py). Patched first, before the app is
-# imported (preload_app), so that every lock, socket and thread it makes cooperates. The
-# master keeps the real fork, waitpid and signals it is written for.
+# Evented workers: patched before the app is imported (preload_app), so all it makes
+# cooperates; the master keeps the real fork, waitpid and signals it is written for.
 monkey.patch_all(os=False, signal=False, subprocess=False)
 
 from {{ cookiecutter.package_name }}.config import settings_or_exit
-from {{ cookiecutter.package_name }}.web_server.access_log import JsonLogger
-from {{ cookiecutter.package_name }}.web_server.concurrency import CooperativeWorker
-from {{ cookiecutter.package_name }}.web_server.server_hooks import ServerHooks
+from {{ cookiecutter.package_name }}.web_server import (
+    access_log,
+    concurrency,
+    server_hooks,
+)
 
 settings = settings_or_exit("gunicorn")
-hooks = ServerHooks(settings)
+hooks = server_hooks.ServerHooks(settings)
 
 # Port binding (VII): the service is self-contained and binds the port it is given.
 bind = [f"0.0.0.0:{settings.port}"]
@@ -25,7 +25,7 @@ bind = [f"0.0.0.0:{settings.port}"]
 # WEB_CONNECTIONS clients, and cuts off one that sends its request too slowly.
 workers = settings.web_concurrency
 worker_connections = settings.web_connections
-worker_class = CooperativeWorker.with_limits(
+worker_class = concurrency.CooperativeWorker.with_limits(
     header_seconds=settings.web_header_timeout,
     body_seconds=settings.web_body_timeout,
     max_content_length=settings.max_content_length,
@@ -56,4 +56,4 @@ forwarded_allow_ips = settings.forwarded_allow_ips
 # Logs (XI): access and error lines on stdout, as the app's JSON events.
 accesslog = errorlog = "-"
 loglevel = settings.log_level.lower()
-logger_class = JsonLogger
+logger_class = access_log.JsonLogger

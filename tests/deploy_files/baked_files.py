@@ -299,7 +299,7 @@ class Baked:
         """The URL paths the baked app's view functions are registered on."""
         routes = set()
         package = self.path / "src" / self.answers["package_name"]
-        for source in package.glob("*.py"):
+        for source in package.rglob("*.py"):
             for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
                 if not isinstance(node, ast.FunctionDef):
                     continue

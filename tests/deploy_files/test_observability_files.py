@@ -40,7 +40,7 @@ OPTION_PREFIXES = ("OTEL_", "METRICS_", "PROMETHEUS_", "SENTRY_")
 def observability_variables(baked: Baked) -> set[str]:
     """The variables ObservabilitySettings reads, from its source: each field's name in
     capitals, and the _FILE form of each secret."""
-    source = baked.path / "src" / baked.answers["package_name"] / "options" / "observability.py"
+    source = baked.path / "src" / baked.answers["package_name"] / "observability" / "settings.py"
     tree = ast.parse(source.read_text(encoding="utf-8"))
     settings = next(
         node

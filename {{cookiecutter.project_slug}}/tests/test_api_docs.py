@@ -122,8 +122,9 @@ def test_docs_stay_out_of_the_openapi_document(client: FlaskClient) -> None:
 def test_the_api_document_and_its_page_carry_the_project_name_and_version(
     client: FlaskClient,
 ) -> None:
+    project = "{{ cookiecutter.project_slug }}"
     info = client.get("/openapi.json").get_json()["info"]
-    assert info["title"] == "{{ cookiecutter.project_slug }}"
-    assert info["version"] == __version__ == metadata.version("{{ cookiecutter.project_slug }}")
-    assert info["description"] == metadata.metadata("{{ cookiecutter.project_slug }}")["Summary"]
-    assert "<title>{{ cookiecutter.project_slug }}: API docs</title>" in client.get("/docs").text
+    assert info["title"] == project
+    assert info["version"] == __version__ == metadata.version(project)
+    assert info["description"] == metadata.metadata(project)["Summary"]
+    assert f"<title>{project}: API docs</title>" in client.get("/docs").text

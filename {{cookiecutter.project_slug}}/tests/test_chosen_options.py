@@ -1,5 +1,5 @@
-"""The options chosen for this project are packages the core reaches by hook alone: the core
-imports none of them, and none imports another (src/{{ cookiecutter.package_name }}/chosen_options.py)."""
+"""The options chosen for this project are packages the core reaches by hook alone
+(chosen_options.py): the core imports none of them, and none imports another."""
 
 from __future__ import annotations
 

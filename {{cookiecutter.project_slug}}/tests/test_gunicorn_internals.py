@@ -1,5 +1,5 @@
 """What the web server relies on inside gunicorn, beyond its settings and hooks, is still there
-(src/{{ cookiecutter.package_name }}/web_server/gunicorn_internals.py lists it, with why)."""
+(web_server/gunicorn_internals.py lists it, with why)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import inspect
 
 from gunicorn.workers.ggevent import GeventWorker
 
-from {{ cookiecutter.package_name }}.web_server.concurrency import CooperativeWorker
+from {{ cookiecutter.package_name }}.web_server.concurrency import (
+    CooperativeWorker,
+)
 from {{ cookiecutter.package_name }}.web_server.gunicorn_internals import (
     INTERNALS,
     Internal,

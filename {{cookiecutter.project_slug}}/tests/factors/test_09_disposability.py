@@ -292,7 +292,7 @@ def test_without_a_drain_sigterm_cuts_or_refuses_connections(
 # queued for the master when the child was forked, or "none".
 POST_FORK_PROBE = """
 import os, queue, signal, sys, time
-from {{ cookiecutter.package_name }}.web_server.forking import stop_on_stop_signals
+from {{ cookiecutter.package_name }}.web_server import forking
 class Master:
     SIG_QUEUE = queue.SimpleQueue()
 # The master's handlers, which a forked child inherits: they only queue the signal.
@@ -302,7 +302,7 @@ if sys.argv[1] != "none":
     Master.SIG_QUEUE.put_nowait(getattr(signal, sys.argv[1]))
 child = os.fork()
 if child == 0:
-    stop_on_stop_signals(Master())
+    forking.stop_on_stop_signals(Master())
     # A stop signal while the worker is still starting, before it installs its handlers.
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)
