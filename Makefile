@@ -13,10 +13,10 @@ ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bake lock clean bench
+.PHONY: help install test record-times lint format bake lock clean bench
 
 help: ## List the targets
-	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## Create .venv with the template's locked test tools
 
@@ -32,6 +32,11 @@ endif
 
 test: install ## Bake every supported answer and run the hooks', bakes' and baked projects' tests
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Only a full run that passes rewrites the record (tests/suite_times.py checks), so no
+# PYTEST_ARGS here: commit the new tests/suite-times.json with the change that moved it.
+record-times: install ## Run the whole suite and rewrite tests/suite-times.json, its time by file
+	TEMPLATE_RECORD_TIMES=1 $(BIN)/pytest
 
 lint: install ## Check the hooks and the template tests with ruff
 	$(BIN)/ruff check hooks tests scripts bench local_extensions.py

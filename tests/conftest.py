@@ -13,6 +13,9 @@ from baked_project import DEFAULT_TEST_DATABASE_URL
 from baking import write_cookiecutter_config
 from containers import REQUIRE_VARIABLE, Engine, NoEngineError, container_engine
 
+# Prints where the run's time went, by test file, against tests/suite-times.json.
+pytest_plugins = ["suite_times"]
+
 
 def _without_password(url: str) -> str:
     """The URL as it may be printed: any password replaced by stars."""
