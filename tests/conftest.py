@@ -65,3 +65,27 @@ def engine() -> Iterator[Engine]:
             yield found
     except NoEngineError as reason:
         no_engine(reason)
+
+
+# CI gives each baked variant a job of its own; unset, every variant runs.
+BAKED_VARIANTS_VARIABLE = "TEMPLATE_BAKED_VARIANTS"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the baked variants TEMPLATE_BAKED_VARIANTS does not name, when it names any."""
+    wanted = {name.strip() for name in os.environ.get(BAKED_VARIANTS_VARIABLE, "").split(",")}
+    wanted.discard("")
+    if not wanted:
+        return
+    variants = {item: item.get_closest_marker("baked_variant") for item in items}
+    known = {mark.args[0] for mark in variants.values() if mark is not None}
+    if known and not wanted <= known:
+        unknown = ", ".join(sorted(wanted - known))
+        raise pytest.UsageError(
+            f"{BAKED_VARIANTS_VARIABLE} names {unknown}, which no baked test has; "
+            f"name some of: {', '.join(sorted(known))}"
+        )
+    dropped = [item for item, mark in variants.items() if mark and mark.args[0] not in wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]

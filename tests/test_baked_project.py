@@ -24,34 +24,55 @@ DEFAULT_PYTHON = PYTHON_VERSIONS[0]
 
 # Choices that change only texts (the license, the PostgreSQL named in docs and deploy
 # files, the CI and Kubernetes files, which tests/deploy_files/ validates) are
-# linted; every other choice changes code or dependencies, so each of its values gets
-# the whole make install, make lint and make test.
+# linted; every other choice but the Python version (below) changes code or dependencies,
+# so each of its values gets the whole make install, make lint and make test.
 TEXT_ONLY_QUESTIONS = {"ci", "kubernetes", "license", "postgres_version"}
 
 # `make install` uses uv when it is on PATH, and venv + pip otherwise. The default answers
 # are installed as on a fresh machine with Python, pip and make but no uv anywhere on PATH;
 # every other variant (and tests/test_factor_exercises.py's default project) uses uv.
+DEFAULT_VARIANT = f"python-{DEFAULT_PYTHON}-without-uv"
+
+
+def _variant(answers: dict[str, str], uv_on_path: bool, name: str) -> Any:
+    """One baked variant: its id, and the mark that lets TEMPLATE_BAKED_VARIANTS choose it."""
+    return pytest.param(answers, uv_on_path, id=name, marks=pytest.mark.baked_variant(name))
+
+
+# Each of these changes code or dependencies, so it gets the whole make install, make lint
+# and make test.
 FULL_SUITE_VARIANTS = [
-    pytest.param(
-        {"python_version": DEFAULT_PYTHON}, False, id=f"python-{DEFAULT_PYTHON}-without-uv"
-    ),
-    *(pytest.param({"python_version": v}, True, id=f"python-{v}") for v in PYTHON_VERSIONS[1:]),
+    _variant({"python_version": DEFAULT_PYTHON}, False, DEFAULT_VARIANT),
     *(
-        pytest.param({question: value}, True, id=f"{question}-{value}")
+        _variant({question: value}, True, f"{question}-{value}")
         for question in CHOICE_QUESTIONS
         if question not in TEXT_ONLY_QUESTIONS | {"python_version"}
         for value in choices(question)[1:]
     ),
     # The worker's tasks and its Redis calls are traced only when both options are chosen.
-    pytest.param(
+    _variant(
         {"worker": "celery", "observability": "opentelemetry"},
         True,
-        id="worker-celery+observability-opentelemetry",
+        "worker-celery+observability-opentelemetry",
     ),
 ]
 
+# The other Python versions change no code: a bake for one differs from the default only in
+# the version it names (requires-python, ruff's and mypy's target, the Makefile, Dockerfile,
+# CI file, docs and the replay file); the universal locks pin the same packages. So each runs
+# less than the whole suite, and still proves the interpreter: `make install` builds its
+# .venv from the lock, `make lint` runs ruff and mypy for that target, and `make factors`
+# runs the twelve-factor suite on it, which starts the web process and serves requests
+# (factor VII's test), migrates, logs and stops it.
+OTHER_PYTHON_VARIANTS = [
+    _variant({"python_version": version}, True, f"python-{version}")
+    for version in PYTHON_VERSIONS[1:]
+]
+
+EVERY_VARIANT = [FULL_SUITE_VARIANTS[0], *OTHER_PYTHON_VARIANTS, *FULL_SUITE_VARIANTS[1:]]
+
 # Answers that change names and texts: each is linted, in the default project's
-# already-installed .venv when its lock pins the same packages.
+# already-installed .venv when its lock pins the same packages; so they run with that variant.
 LINT_VARIANTS = [
     pytest.param({"project_name": "Café Zürich Ñandú"}, id="non-ascii-name"),
     pytest.param(
@@ -201,7 +222,7 @@ def bakery(
     return Bakery(cookies_session, tmp_path_factory, test_database_url)
 
 
-@pytest.mark.parametrize(("variant", "uv_on_path"), FULL_SUITE_VARIANTS)
+@pytest.mark.parametrize(("variant", "uv_on_path"), EVERY_VARIANT)
 def test_make_install_builds_the_venv(
     bakery: Bakery, variant: dict[str, str], uv_on_path: bool
 ) -> None:
@@ -218,7 +239,7 @@ def test_make_install_builds_the_venv(
     assert ("\nuv = " in pyvenv_cfg) is uv_on_path, pyvenv_cfg
 
 
-@pytest.mark.parametrize(("variant", "uv_on_path"), FULL_SUITE_VARIANTS)
+@pytest.mark.parametrize(("variant", "uv_on_path"), EVERY_VARIANT)
 def test_make_lint_passes(bakery: Bakery, variant: dict[str, str], uv_on_path: bool) -> None:
     _check(bakery.installed(uv_on_path=uv_on_path, **variant), "lint")
 
@@ -236,6 +257,12 @@ def test_make_test_passes(
     _check(dataclasses.replace(project, env=env), "test")
 
 
+@pytest.mark.parametrize(("variant", "uv_on_path"), OTHER_PYTHON_VARIANTS)
+def test_make_factors_passes(bakery: Bakery, variant: dict[str, str], uv_on_path: bool) -> None:
+    _check(bakery.installed(uv_on_path=uv_on_path, **variant), "factors")
+
+
+@pytest.mark.baked_variant(DEFAULT_VARIANT)
 @pytest.mark.parametrize("variant", LINT_VARIANTS)
 def test_variant_passes_lint(bakery: Bakery, variant: dict[str, str]) -> None:
     # The session's default project, the one installed without uv.
@@ -252,6 +279,7 @@ def test_variant_passes_lint(bakery: Bakery, variant: dict[str, str]) -> None:
         _check(project, "lint")
 
 
+@pytest.mark.baked_variant(DEFAULT_VARIANT)
 def test_harness_fails_when_the_baked_suite_fails(bakery: Bakery) -> None:
     project = bakery.install()
     (project.path / "tests" / "test_harness_failure.py").write_text(FAILING_TEST)
