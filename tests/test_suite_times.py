@@ -99,6 +99,7 @@ def test_a_new_file_counts_from_nothing() -> None:
     times = {BAKE: FileTime(BUDGET_SECONDS + 5, 184), BAKED: FileTime(5.0, 31)}
     assert over_budget(times, record_of(test_other=1.0)) == {BAKE: BUDGET_SECONDS + 5}
     assert over_budget(times, None) == {BAKE: BUDGET_SECONDS + 5}
+    assert f"! {BAKE} took 35.0 s and has no record" in table(times, None)[-1]
 
 
 def test_only_a_full_run_that_passed_may_be_recorded() -> None:
