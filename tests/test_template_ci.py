@@ -1,20 +1,29 @@
-"""The template's own CI workflow: valid for GitHub, and running what `make test` runs here,
-on every Python the template offers, against PostgreSQL and Redis."""
+"""The template's own CI workflow: valid for GitHub, split into parallel jobs that together
+run every template test once, on every Python the template offers, against PostgreSQL and
+Redis where a baked project is installed."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import shlex
 import subprocess
 import sys
+from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from template import choices
+from conftest import BAKED_VARIANTS_VARIABLE
+from template import TEMPLATE_DIR, choices
 
-WORKFLOW = Path(__file__).resolve().parent.parent / ".github" / "workflows" / "ci.yml"
+WORKFLOW = TEMPLATE_DIR / ".github" / "workflows" / "ci.yml"
 SCHEMAS = ("vendor.github-workflows", "custom.github-workflows-require-timeout")
+# A job that takes longer is split: the longest must stay under 15 minutes on 2 cores.
+JOB_TIME_LIMIT_MINUTES = 20
 
 
 def check_schema(path: Path, schema: str) -> subprocess.CompletedProcess[str]:
@@ -35,6 +44,90 @@ def workflow() -> dict[Any, Any]:
     return parsed
 
 
+def collected(arguments: list[str], env: Mapping[str, str]) -> set[str]:
+    """The node ids pytest collects here with these arguments and variables added."""
+    # The outer run's own choices must not narrow what the job would collect.
+    outer = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {BAKED_VARIANTS_VARIABLE, "PYTEST_ADDOPTS"}
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *arguments,
+        ],
+        cwd=TEMPLATE_DIR,
+        env={**outer, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, (arguments, env, result.stdout[-2000:], result.stderr)
+    return {line for line in result.stdout.splitlines() if "::" in line}
+
+
+def matrix_runs(job: dict[str, Any]) -> list[dict[str, str]]:
+    """Each combination of the job's matrix (one empty one for a job without a matrix)."""
+    matrix = job.get("strategy", {}).get("matrix", {})
+    assert not {"include", "exclude"} & matrix.keys(), "this test reads plain matrices only"
+    return [
+        dict(zip(matrix, values, strict=True)) for values in itertools.product(*matrix.values())
+    ]
+
+
+def with_matrix(text: str, values: Mapping[str, str]) -> str:
+    """The text with the matrix's values in place of its `${{ matrix.NAME }}` expressions."""
+    for name, value in values.items():
+        text = text.replace(f"${{{{ matrix.{name} }}}}", value)
+    return text
+
+
+def pytest_of(
+    workflow: dict[Any, Any], job: dict[str, Any], values: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]] | None:
+    """The pytest arguments and variables of the job's `make test`, or None if it runs none."""
+    for step in job["steps"]:
+        if "make test" not in step.get("run", ""):
+            continue
+        words = shlex.split(with_matrix(step["run"], values))
+        given = [word.removeprefix("PYTEST_ARGS=") for word in words if "PYTEST_ARGS=" in word]
+        variables = {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}
+        env = {name: with_matrix(str(value), values) for name, value in variables.items()}
+        known = {name: value for name, value in env.items() if "${{" not in value}
+        return shlex.split(given[0]) if given else [], known
+    return None
+
+
+@pytest.fixture(scope="module")
+def selections(workflow: dict[Any, Any]) -> dict[tuple[str, str], set[str]]:
+    """The tests each job collects, keyed by job and matrix values; a job's runs that differ
+    only by Python count as one, since they run the same tests on another interpreter."""
+    chosen: dict[tuple[str, str], set[str]] = defaultdict(set)
+    seen: dict[tuple[tuple[str, ...], frozenset[tuple[str, str]]], set[str]] = {}
+    for job_id, job in workflow["jobs"].items():
+        for values in matrix_runs(job):
+            run = pytest_of(workflow, job, values)
+            if run is None:
+                continue
+            arguments, env = run
+            key = (tuple(arguments), frozenset(env.items()))
+            if key not in seen:
+                seen[key] = collected(arguments, env)
+            label = ", ".join(
+                f"{name}={value}" for name, value in values.items() if name != "python"
+            )
+            chosen[job_id, label] |= seen[key]
+    return chosen
+
+
 @pytest.mark.parametrize("schema", SCHEMAS)
 def test_the_workflow_matches_githubs_schema(schema: str, tmp_path: Path) -> None:
     result = check_schema(WORKFLOW, schema)
@@ -47,34 +140,61 @@ def test_the_workflow_matches_githubs_schema(schema: str, tmp_path: Path) -> Non
     assert check_schema(broken, schema).returncode != 0
 
 
-def test_every_job_has_a_readable_name_and_a_time_limit(workflow: dict[Any, Any]) -> None:
+def test_every_job_has_a_readable_name_and_a_short_time_limit(workflow: dict[Any, Any]) -> None:
     for job_id, job in workflow["jobs"].items():
         assert " " in job["name"], f"{job_id} needs a name a person reads"
-        assert job["timeout-minutes"] <= 60
+        assert job["timeout-minutes"] <= JOB_TIME_LIMIT_MINUTES, f"{job_id}: split it"
 
 
-def test_the_suite_runs_on_every_python_the_template_offers(workflow: dict[Any, Any]) -> None:
-    test = workflow["jobs"]["test"]
-    assert sorted(test["strategy"]["matrix"]["python"]) == sorted(choices("python_version"))
-    setup = next(s for s in test["steps"] if s.get("uses", "").startswith("actions/setup-python"))
-    installed = setup["with"]["python-version"].splitlines()
-    assert set(choices("python_version")) <= set(installed)
-    assert installed[-1] == "${{ matrix.python }}", "the job's own Python is the default one"
-    runs = " ".join(step.get("run", "") for step in test["steps"])
-    assert "make test" in runs
+def test_every_template_test_runs_in_exactly_one_job(
+    selections: dict[tuple[str, str], set[str]],
+) -> None:
+    jobs_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for job, tests in selections.items():
+        for test in tests:
+            jobs_of[test].append(job)
+    missing = sorted(collected([], {}) - jobs_of.keys())
+    assert missing == [], f"{len(missing)} tests run in no job, among them {missing[:5]}"
+    twice = {test: jobs for test, jobs in jobs_of.items() if len(jobs) > 1}
+    assert twice == {}, f"{len(twice)} tests run in more than one job: {list(twice.items())[:5]}"
 
 
-def test_the_suite_has_postgres_and_redis_and_the_containers_are_required(
+def test_each_baked_variant_has_a_job_of_its_own(
+    selections: dict[tuple[str, str], set[str]],
+) -> None:
+    variant_jobs = [label for job_id, label in selections if job_id == "baked"]
+    assert len(variant_jobs) > 1
+    assert all(label.startswith("variant=") for label in variant_jobs)
+
+
+def test_the_hooks_run_on_every_python_and_the_bakes_can_use_every_python(
     workflow: dict[Any, Any],
 ) -> None:
-    jobs = workflow["jobs"]
-    images = {service["image"].split(":")[0] for service in jobs["test"]["services"].values()}
-    assert images == {"postgres", "redis"}
+    offered = choices("python_version")
+    static = workflow["jobs"]["static"]
+    assert sorted(static["strategy"]["matrix"]["python"]) == sorted(offered)
+    baked = workflow["jobs"]["baked"]
+    setup = next(s for s in baked["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+    installed = setup["with"]["python-version"].splitlines()
+    assert sorted(installed) == sorted(offered)
+    assert installed[-1] == offered[0], "the default Python is the job's own python3"
+
+
+def test_every_job_that_installs_a_bake_has_postgres_and_redis(
+    workflow: dict[Any, Any], selections: dict[tuple[str, str], set[str]]
+) -> None:
+    installing = collected(["-m", "baked or bench"], {})
+    jobs = {job_id for (job_id, _), tests in selections.items() if tests & installing}
+    assert {"baked", "exercises", "cruft", "bench"} <= jobs
+    for job_id in jobs:
+        services = workflow["jobs"][job_id].get("services", {}).values()
+        assert {service["image"].split(":")[0] for service in services} == {"postgres", "redis"}
     assert workflow["env"]["TEST_DATABASE_URL"].startswith("postgresql://postgres@127.0.0.1:5432/")
-    containers = jobs["containers"]
-    runs = " ".join(step.get("run", "") for step in containers["steps"])
-    assert "-m containers" in runs
-    assert "not containers" in " ".join(step.get("run", "") for step in jobs["test"]["steps"])
+
+
+def test_the_container_job_may_not_skip(workflow: dict[Any, Any]) -> None:
+    containers = workflow["jobs"]["containers"]
+    assert "-m containers" in " ".join(step.get("run", "") for step in containers["steps"])
     required = [
         step.get("env", {}).get("TEMPLATE_REQUIRE_CONTAINERS") for step in containers["steps"]
     ]
@@ -87,10 +207,7 @@ def test_package_downloads_are_cached(workflow: dict[Any, Any]) -> None:
             s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")
         )
         assert setup["with"]["cache"] == "pip", job_id
-    cached = [
-        s
-        for s in workflow["jobs"]["test"]["steps"]
-        if s.get("uses", "").startswith("actions/cache")
-    ]
-    assert cached, "no cache step"
-    assert cached[0]["with"]["path"] == "~/.cache/uv"
+        if "services" in job:
+            cached = [s for s in job["steps"] if s.get("uses", "").startswith("actions/cache")]
+            assert cached, f"{job_id} installs bakes but keeps no uv cache"
+            assert cached[0]["with"]["path"] == "~/.cache/uv"
