@@ -18,8 +18,9 @@ from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 
 from .databases import temporary_database
-from .environments import TEST_SECRET_KEY
+from .environments import SHARED_SERVICE_RELEASE, TEST_SECRET_KEY, service_environment
 from .option_tests import option_environment
+from .processes import RunningService, web_process
 
 # Each option chosen for this project brings its test settings and fixtures in a plugin of
 # its own, tests/<option>/plugin.py, beside its tests.
@@ -43,6 +44,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the tests that start no process (`make test-quick`); "
         "a test that starts one anyway fails, asking for the processes mark",
     )
+
+
+def pytest_xdist_auto_num_workers() -> int:
+    """`-n auto`: two test workers per core. A test that starts the service spends most of its
+    time waiting on it, so one worker per core would leave the cores half idle."""
+    return 2 * len(os.sched_getaffinity(0))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -110,6 +117,20 @@ def empty_database(admin_url: URL) -> Iterator[str]:
     """A database with nothing in it, for tests of what builds the schema."""
     with temporary_database(admin_url, "empty") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def shared_service(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
+    """One web process per test worker, as the Procfile starts it, for the tests that only
+    read its answers and its log lines: they need no setting of their own, so each need not
+    pay for a process start. Its release id is SHARED_SERVICE_RELEASE."""
+    environment = service_environment(
+        database_url, WEB_CONCURRENCY="1", RELEASE_ID=SHARED_SERVICE_RELEASE
+    )
+    with web_process(environment, tmp_path_factory.mktemp("shared-web")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

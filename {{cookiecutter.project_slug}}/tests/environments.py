@@ -16,6 +16,8 @@ from .option_tests import option_environment
 from .processes import VENV_BIN
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
+# The release id of the web process the tests share (the shared_service fixture).
+SHARED_SERVICE_RELEASE = "shared-web-release"
 
 
 def revised(settings: Settings, **changes: object) -> Settings:

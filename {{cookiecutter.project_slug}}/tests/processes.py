@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +98,22 @@ class RunningService:
     def stdout_lines(self) -> list[str]:
         """What the process has printed on stdout so far, line by line."""
         return self.stdout_path.read_text(encoding="utf-8").splitlines()
+
+    def access_event(self, request_id: str) -> dict[str, Any]:
+        """The access log line of one request, as JSON. A worker writes it just after the
+        answer, so while the process runs it is waited for."""
+
+        def found() -> list[dict[str, Any]]:
+            events = (json.loads(line) for line in self.stdout_lines())
+            return [
+                event
+                for event in events
+                if event["logger"] == "gunicorn.access" and event["request_id"] == request_id
+            ]
+
+        wait_for(found, f"the access line of request {request_id}", 10)
+        (event,) = found()
+        return event
 
 
 def child_pids(pid: int) -> list[int]:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .environments import service_environment
 from .http_client import http_get
-from .processes import VENV_BIN, RunningService, web_process
+from .processes import VENV_BIN, RunningService
 
 pytestmark = pytest.mark.processes
 
@@ -104,21 +102,14 @@ def documented_operations(document: dict[str, Any]) -> set[str]:
     }
 
 
-@pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[RunningService]:
-    """The web process, as the Procfile starts it, on a free port of 127.0.0.1."""
-    with web_process(service_environment(database_url), tmp_path) as running:
-        yield running
-
-
 def test_the_api_keeps_every_promise_of_its_openapi_document(
-    service: RunningService, tmp_path: Path
+    shared_service: RunningService, tmp_path: Path
 ) -> None:
-    status, body = http_get(f"{service.base_url}/openapi.json")
+    status, body = http_get(f"{shared_service.base_url}/openapi.json")
     assert status == 200
     operations = documented_operations(json.loads(body))
 
-    run = run_schemathesis(f"{service.base_url}/openapi.json", tmp_path)
+    run = run_schemathesis(f"{shared_service.base_url}/openapi.json", tmp_path)
 
     assert run.returncode == 0, run.output
     assert run.report["operations"]["tested"] == len(operations), run.output
@@ -126,9 +117,9 @@ def test_the_api_keeps_every_promise_of_its_openapi_document(
 
 
 def test_a_document_that_misstates_the_error_content_type_fails_the_run(
-    service: RunningService, tmp_path: Path
+    shared_service: RunningService, tmp_path: Path
 ) -> None:
-    status, body = http_get(f"{service.base_url}/openapi.json")
+    status, body = http_get(f"{shared_service.base_url}/openapi.json")
     assert status == 200
     misstated = tmp_path / "openapi.json"
     misstated.write_bytes(body.replace(b"application/problem+json", b"application/json"))
@@ -137,7 +128,7 @@ def test_a_document_that_misstates_the_error_content_type_fails_the_run(
         str(misstated),
         tmp_path,
         "--url",
-        service.base_url,
+        shared_service.base_url,
         "--include-name",
         "GET /api/todos/{todo_id}",
     )

@@ -22,14 +22,17 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
 
-from .environments import service_environment
 from .http_client import http_get
-from .processes import PROJECT_ROOT, web_process
+from .processes import PROJECT_ROOT, RunningService
+
+# Playwright is imported where it is used, so that collecting the suite (and `make test-quick`,
+# which leaves this module out) does not pay for it.
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page
 
 # It starts the web process and a browser.
 pytestmark = pytest.mark.processes
@@ -107,6 +110,9 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Browser]:
     """A headless chromium for this module's tests."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         try:
             # Playwright adds --no-sandbox itself: chromium's sandbox refuses to run as root.
@@ -133,8 +139,10 @@ def operations_listed(page: Page) -> set[tuple[str, str]]:
 
 
 def test_docs_page_lists_every_path_and_sends_a_request_through_try_it_out(
-    browser: Browser, database_url: str, tmp_path: Path
+    browser: Browser, shared_service: RunningService
 ) -> None:
+    from playwright.sync_api import expect
+
     complaints: list[str] = []
 
     def note(message: ConsoleMessage) -> None:
@@ -142,33 +150,32 @@ def test_docs_page_lists_every_path_and_sends_a_request_through_try_it_out(
         if message.type in ("error", "warning") or "Content Security Policy" in message.text:
             complaints.append(f"console {message.type}: {message.text}")
 
-    with web_process(service_environment(database_url), tmp_path) as service:
-        document = json.loads(http_get(f"{service.base_url}/openapi.json")[1])
-        documented = {(method, path) for path, item in document["paths"].items() for method in item}
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", note)
-        page.on("pageerror", lambda error: complaints.append(f"uncaught: {error}"))
-        page.on("requestfailed", lambda request: complaints.append(f"failed: {request.url}"))
-        page.set_default_timeout(RENDER_TIMEOUT_MS)
+    document = json.loads(http_get(f"{shared_service.base_url}/openapi.json")[1])
+    documented = {(method, path) for path, item in document["paths"].items() for method in item}
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("console", note)
+    page.on("pageerror", lambda error: complaints.append(f"uncaught: {error}"))
+    page.on("requestfailed", lambda request: complaints.append(f"failed: {request.url}"))
+    page.set_default_timeout(RENDER_TIMEOUT_MS)
 
-        page.goto(f"{service.base_url}/docs")
-        expect(page.locator(".opblock")).to_have_count(len(documented))
-        assert operations_listed(page) == documented
+    page.goto(f"{shared_service.base_url}/docs")
+    expect(page.locator(".opblock")).to_have_count(len(documented))
+    assert operations_listed(page) == documented
 
-        create = page.locator(".opblock-post").filter(
-            has=page.locator('.opblock-summary-path[data-path="/api/todos"]')
-        )
-        create.locator(".opblock-summary").click()
-        create.get_by_role("button", name="Try it out").click()
-        create.locator("textarea.body-param__text").fill(json.dumps({"title": TITLE_SENT}))
-        create.get_by_role("button", name="Execute").click()
+    create = page.locator(".opblock-post").filter(
+        has=page.locator('.opblock-summary-path[data-path="/api/todos"]')
+    )
+    create.locator(".opblock-summary").click()
+    create.get_by_role("button", name="Try it out").click()
+    create.locator("textarea.body-param__text").fill(json.dumps({"title": TITLE_SENT}))
+    create.get_by_role("button", name="Execute").click()
 
-        answer = create.locator(".live-responses-table .response")
-        expect(answer.locator(".response-col_status")).to_have_text("201")
-        expect(answer.locator(".response-col_description")).to_contain_text(TITLE_SENT)
-        page.screenshot(path=artifacts_dir() / SCREENSHOT_NAME, full_page=True)
-        listed = json.loads(http_get(f"{service.base_url}/api/todos")[1])
-        page.close()
+    answer = create.locator(".live-responses-table .response")
+    expect(answer.locator(".response-col_status")).to_have_text("201")
+    expect(answer.locator(".response-col_description")).to_contain_text(TITLE_SENT)
+    page.screenshot(path=artifacts_dir() / SCREENSHOT_NAME, full_page=True)
+    listed = json.loads(http_get(f"{shared_service.base_url}/api/todos")[1])
+    page.close()
 
     assert TITLE_SENT in {todo["title"] for todo in listed["items"]}
     assert complaints == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +12,9 @@ from flask.testing import FlaskClient
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.logging import configure_logging
 
-from .environments import service_environment
+from .environments import SHARED_SERVICE_RELEASE
 from .http_client import http_get
-from .processes import web_process
+from .processes import RunningService
 
 CONTRACT_FIELDS = {"timestamp", "level", "logger", "message", "request_id", "release"}
 ACCESS_FIELDS = {"method", "path", "status", "duration_ms"}
@@ -76,18 +75,15 @@ def test_configuring_twice_leaves_one_handler(settings: Settings) -> None:
 
 @pytest.mark.processes
 def test_web_process_writes_only_json_lines_on_stdout_with_access_fields(
-    database_url: str, tmp_path: Path
+    shared_service: RunningService,
 ) -> None:
-    environment = service_environment(database_url, RELEASE_ID="r-logs")
-    with web_process(environment, tmp_path) as service:
-        http_get(f"{service.base_url}/api/todos?limit=1", {"X-Request-ID": "traced-1"})
-        http_get(f"{service.base_url}/missing", {"X-Request-ID": "traced-2"})
-    assert service.stderr_path.read_text() == ""
-    events = json_lines(service.stdout_path.read_text())
+    http_get(f"{shared_service.base_url}/api/todos?limit=1", {"X-Request-ID": "traced-1"})
+    http_get(f"{shared_service.base_url}/missing", {"X-Request-ID": "traced-2"})
+    by_request = {name: shared_service.access_event(name) for name in ("traced-1", "traced-2")}
+    assert shared_service.stderr_path.read_text() == ""
+    events = json_lines(shared_service.stdout_path.read_text())
     assert all(event.keys() >= CONTRACT_FIELDS for event in events)
-    assert {event["release"] for event in events} == {"r-logs"}
-    access = [event for event in events if event["logger"] == "gunicorn.access"]
-    by_request = {event["request_id"]: event for event in access}
+    assert {event["release"] for event in events} == {SHARED_SERVICE_RELEASE}
     assert by_request["traced-1"].keys() >= ACCESS_FIELDS
     assert by_request["traced-1"]["status"] == 200
     assert by_request["traced-1"]["method"] == "GET"

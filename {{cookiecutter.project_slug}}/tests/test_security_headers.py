@@ -5,7 +5,6 @@ A proxy is named in FORWARDED_ALLOW_IPS; the tests with the real gunicorn send f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,26 +116,14 @@ def get_with_spoofed_proxy_headers(service: RunningService, request_id: str) -> 
     )
 
 
-def access_line(service: RunningService, request_id: str) -> dict[str, object]:
-    """The web process's access log line of one request."""
-    events = [json.loads(line) for line in service.stdout_lines()]
-    (line,) = [
-        event
-        for event in events
-        if event["logger"] == "gunicorn.access" and event["request_id"] == request_id
-    ]
-    return dict(line)
-
-
 @pytest.mark.processes
-def test_gunicorn_sends_the_headers_and_no_server_banner(database_url: str, tmp_path: Path) -> None:
-    environment = service_environment(database_url, WEB_CONCURRENCY="1")
-    with web_process(environment, tmp_path) as service:
-        answers = [
-            http_exchange("GET", f"{service.base_url}{path}")
-            for path in ("/healthz", "/readyz", "/version", "/openapi.json", "/api/todos", "/nope")
-        ]
-        answers.append(http_exchange("DELETE", f"{service.base_url}/healthz"))
+def test_gunicorn_sends_the_headers_and_no_server_banner(shared_service: RunningService) -> None:
+    base_url = shared_service.base_url
+    answers = [
+        http_exchange("GET", f"{base_url}{path}")
+        for path in ("/healthz", "/readyz", "/version", "/openapi.json", "/api/todos", "/nope")
+    ]
+    answers.append(http_exchange("DELETE", f"{base_url}/healthz"))
     assert [answer.status for answer in answers] == [200, 200, 200, 200, 200, 404, 405]
     for answer in answers:
         assert answer.header("Server") is None
@@ -144,13 +131,11 @@ def test_gunicorn_sends_the_headers_and_no_server_banner(database_url: str, tmp_
 
 
 @pytest.mark.processes
-def test_by_default_gunicorn_believes_no_proxy_header(database_url: str, tmp_path: Path) -> None:
-    environment = service_environment(database_url, WEB_CONCURRENCY="1")
-    with web_process(environment, tmp_path) as service:
-        answer = get_with_spoofed_proxy_headers(service, "spoofed-1")
+def test_by_default_gunicorn_believes_no_proxy_header(shared_service: RunningService) -> None:
+    answer = get_with_spoofed_proxy_headers(shared_service, "spoofed-1")
     assert answer.status == 200
     assert answer.header(STRICT_TRANSPORT) is None
-    assert access_line(service, "spoofed-1")["remote_addr"] == "127.0.0.1"
+    assert shared_service.access_event("spoofed-1")["remote_addr"] == "127.0.0.1"
 
 
 @pytest.mark.processes
@@ -174,10 +159,10 @@ def test_a_proxy_in_forwarded_allow_ips_is_believed(
             headers={"Forwarded": SPOOFED_PROXY_HEADERS["Forwarded"], "X-Request-ID": "proxied-3"},
         )
     assert answer.header(STRICT_TRANSPORT) == "max-age=31536000"
-    assert access_line(service, "proxied-1")["remote_addr"] == "203.0.113.9"
+    assert service.access_event("proxied-1")["remote_addr"] == "203.0.113.9"
     # The right-most address was added by the trusted proxy; the rest is the client's to say.
     assert chained.status == 200
-    assert access_line(service, "proxied-2")["remote_addr"] == "203.0.113.9"
+    assert service.access_event("proxied-2")["remote_addr"] == "203.0.113.9"
     # Nothing reads the standard Forwarded header, even from a trusted proxy.
     assert standard.header(STRICT_TRANSPORT) is None
-    assert access_line(service, "proxied-3")["remote_addr"] == "127.0.0.1"
+    assert service.access_event("proxied-3")["remote_addr"] == "127.0.0.1"

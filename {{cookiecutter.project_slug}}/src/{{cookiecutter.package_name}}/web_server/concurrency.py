@@ -11,19 +11,27 @@ let another request run.
 What a client may not do is take forever: the request's head and its body each have a
 deadline (WEB_HEADER_TIMEOUT, WEB_BODY_TIMEOUT), so a connection that trickles is cut off.
 And a request refused early still has its answer read by the client (lingering.py).
+
+Told to stop (SIGTERM from the master), a worker stops accepting at once and exits as soon
+as its last request in flight is answered (factor IX), not at its next one-second check.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, ClassVar
 
 import gevent
+import gevent.event
 import gevent.local
+import gevent.pool
+import gevent.server
 import gevent.socket
 import psycopg2
 import psycopg2.extensions
+from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 from werkzeug.exceptions import RequestTimeout
 
@@ -138,6 +146,53 @@ class CooperativeWorker(GeventWorker):
         psycopg2.extensions.set_wait_callback(wait_cooperatively)
         install_service_answers()
         super().init_process()  # type: ignore[no-untyped-call]
+
+    def init_signals(self) -> None:
+        """Before the signal handlers are set: what SIGTERM's handler wakes the worker with.
+
+        The handler runs between two Python steps, wherever the worker is; an async watcher
+        is what it may safely poke, and the hub then sets the event run() waits on.
+        """
+        self.told_to_stop = gevent.event.Event()
+        self.wake_on_stop = gevent.get_hub().loop.async_()
+        self.wake_on_stop.start(self.told_to_stop.set)
+        super().init_signals()  # type: ignore[no-untyped-call]
+
+    def run(self) -> None:
+        """Serve each listener until told to stop; then stop accepting, let the requests in
+        flight finish within graceful_timeout, and return as soon as they have."""
+        serving = [self.start_server(listener) for listener in self.sockets]
+        while self.alive:
+            # The heartbeat the master watches for WEB_TIMEOUT.
+            self.notify()  # type: ignore[no-untyped-call]
+            self.told_to_stop.wait(timeout=1.0)
+        for server, _ in serving:
+            server.close()
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        for server, connections in serving:
+            if not connections.join(timeout=max(deadline - time.monotonic(), 0)):
+                self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+                server.stop(timeout=1)
+
+    def start_server(self, listener: Any) -> tuple[gevent.server.StreamServer, gevent.pool.Pool]:
+        """Accept on one of the master's listeners, a greenlet per connection, up to
+        WEB_CONNECTIONS at once; the server, and the pool of its connections."""
+        listener.setblocking(1)
+        connections = gevent.pool.Pool(self.worker_connections)
+        tls = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}  # type: ignore[no-untyped-call]
+        server = gevent.server.StreamServer(
+            listener, handle=partial(self.handle, listener), spawn=connections, **tls
+        )
+        if self.cfg.workers > 1:
+            # One connection per wake-up, so the workers share new connections evenly.
+            server.max_accept = 1
+        server.start()
+        return server, connections
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: stop serving, now rather than at the next heartbeat."""
+        super().handle_exit(sig, frame)  # type: ignore[no-untyped-call]
+        self.wake_on_stop.send()
 
     def timeout_ctx(self) -> gevent.Timeout:
         """The deadline for the next request's head (line and headers), after which the
