@@ -5,6 +5,7 @@ against bare Flask, each as a ratio with its target."""
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,16 @@ SHARED_MEMORY = ("PSS per worker, MiB", "bare Flask")
 
 
 def measure_startup(plan: Plan, b: Bake, logs: Path) -> dict[str, list[float]]:
-    """Process start to first 200 on /healthz: the web line and bare Flask, alternating."""
+    """Process start to first 200 on /healthz, then SIGTERM to every process gone (drain off,
+    nothing in flight): the web line and bare Flask, alternating. Stop times are under
+    "<name> stop"."""
     launchers = {
         "baked": lambda: launch_web(b, logs, "web-startup"),
         "bare": lambda: launch_baseline(b, logs, "bare"),
     }
-    times: dict[str, list[float]] = {name: [] for name in launchers}
+    times: dict[str, list[float]] = {
+        key: [] for name in launchers for key in (name, f"{name} stop")
+    }
     for rep in range(plan.startup_reps):
         names = list(launchers) if rep % 2 == 0 else list(launchers)[::-1]
         for name in names:
@@ -44,10 +49,13 @@ def measure_startup(plan: Plan, b: Bake, logs: Path) -> dict[str, list[float]]:
             try:
                 times[name].append(procs.wait_for_200(proc, deadline=60))
             finally:
+                told = time.monotonic()
                 procs.stop(proc)
+                times[f"{name} stop"].append(time.monotonic() - told)
         progress(
-            f"start-up {rep + 1}/{plan.startup_reps}: web line {times['baked'][-1]:.3f} s, "
-            f"bare Flask {times['bare'][-1]:.3f} s"
+            f"start-up {rep + 1}/{plan.startup_reps}: web line {times['baked'][-1]:.3f} s "
+            f"(stop {times['baked stop'][-1]:.3f} s), bare Flask {times['bare'][-1]:.3f} s "
+            f"(stop {times['bare stop'][-1]:.3f} s)"
         )
     return times
 
@@ -225,12 +233,14 @@ def render_footprint(results: dict[str, Any]) -> list[str]:
         "overstate what the processes use together."
     )
     add("")
-    add("## Start-up (process start → first 200 on /healthz)")
+    add("## Start-up (process start → first 200 on /healthz) and stop (SIGTERM → all gone)")
     add("")
     startup = results["startup_s"]
     rows = [
-        ["web line, s", *spread(startup["baked"], 3)],
-        ["bare Flask (same gunicorn settings), s", *spread(startup["bare"], 3)],
+        ["web line, start, s", *spread(startup["baked"], 3)],
+        ["bare Flask (same gunicorn settings), start, s", *spread(startup["bare"], 3)],
+        ["web line, stop, s", *spread(startup["baked stop"], 3)],
+        ["bare Flask, stop, s", *spread(startup["bare stop"], 3)],
     ]
     add(table(["process", "median", "min", "max", "runs"], rows))
     add("")
