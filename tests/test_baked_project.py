@@ -281,14 +281,19 @@ def test_variant_passes_lint(bakery: Bakery, variant: dict[str, str]) -> None:
 
 @pytest.mark.baked_variant(DEFAULT_VARIANT)
 def test_harness_fails_when_the_baked_suite_fails(bakery: Bakery) -> None:
-    project = bakery.install()
-    (project.path / "tests" / "test_harness_failure.py").write_text(FAILING_TEST)
+    # The session's default project, installed once: the planted test is removed after.
+    project = bakery.installed(uv_on_path=False, python_version=DEFAULT_PYTHON)
+    planted = project.path / "tests" / "test_harness_failure.py"
+    planted.write_text(FAILING_TEST)
     # Run only the planted test, so proving the harness costs seconds, not a whole suite.
     env = {**project.env, "PYTEST_ADDOPTS": "-k test_harness_sees_this_failure"}
-    result = run_make(project.path, "test", env=env)
-    assert result.returncode != 0
-    report = describe_failure(project.path, ("test",), result)
-    assert "test_harness_sees_this_failure" in report
-    assert "1 failed" in report
-    with pytest.raises(pytest.fail.Exception, match="exited"):
-        _check(BakedProject(project.path, DEFAULT_PYTHON, project.interpreter, env), "test")
+    try:
+        result = run_make(project.path, "test", env=env)
+        assert result.returncode != 0
+        report = describe_failure(project.path, ("test",), result)
+        assert "test_harness_sees_this_failure" in report
+        assert "1 failed" in report
+        with pytest.raises(pytest.fail.Exception, match="exited"):
+            _check(BakedProject(project.path, DEFAULT_PYTHON, project.interpreter, env), "test")
+    finally:
+        planted.unlink()
