@@ -39,9 +39,24 @@ PYTHON_BASE = f"template-standin/python:{STANDIN_PYTHON}"
 POSTGRES_IMAGE = f"template-standin/postgres:{STANDIN_POSTGRES}"
 REDIS_IMAGE = "template-standin/redis:8"
 BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "passwd", "ca-certificates")
+# What Debian's -slim images (under python:*-slim) leave out of every package they install,
+# as dpkg path filters: documentation but its copyright files, manuals, translations. The
+# stand-in leaves them out too, so that an image's size measured on it is what users get.
+SLIM_EXCLUDES = (
+    "/usr/share/doc/*",
+    "/usr/share/groff/*",
+    "/usr/share/info/*",
+    "/usr/share/linda/*",
+    "/usr/share/lintian/overrides/*",
+    "/usr/share/locale/*",
+    "/usr/share/man/*",
+)
+SLIM_INCLUDES = ("/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias")
 # Bump when the way the base image is made changes, so cached images are made again.
 BASE_RECIPE = hashlib.sha256(
-    json.dumps([STANDIN_SUITE, BASE_PACKAGES, "ca-certificates", 1]).encode()
+    json.dumps(
+        [STANDIN_SUITE, BASE_PACKAGES, "ca-certificates", SLIM_EXCLUDES, SLIM_INCLUDES, 1]
+    ).encode()
 ).hexdigest()[:16]
 RECIPE_LABEL = "org.example.template.recipe"
 # Compose 2.24 is the first to read `env_file` entries with `path` and `required`.
@@ -197,6 +212,7 @@ class Engine:
                 for path in (root / leftovers).glob("*"):
                     if path.is_file():
                         path.unlink()
+            slim_down(root)
             archive = subprocess.run(
                 ["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE, check=True
             )
@@ -288,6 +304,26 @@ class Engine:
             plugin.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(unpacked / "usr/libexec/docker/cli-plugins/docker-compose", plugin)
         return config
+
+
+def slim_down(root: Path) -> None:
+    """Make a Debian root filesystem as slim as Debian's -slim images: remove what their dpkg
+    filters leave out, and keep the filters, so that packages installed later stay slim."""
+    filters = [f"path-exclude {pattern}" for pattern in SLIM_EXCLUDES]
+    filters += [f"path-include {pattern}" for pattern in SLIM_INCLUDES]
+    (root / "etc/dpkg/dpkg.cfg.d/slim").write_text("\n".join(filters) + "\n")
+    kept = {path for pattern in SLIM_INCLUDES for path in root.glob(pattern.lstrip("/"))}
+    for pattern in SLIM_EXCLUDES:
+        folder = root / pattern.lstrip("/").removesuffix("/*")
+        # Deepest first, so that a folder is empty by the time it is reached.
+        for path in sorted(folder.rglob("*"), reverse=True):
+            if path in kept:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink()
 
 
 def _answers(env: dict[str, str]) -> bool:

@@ -9,6 +9,7 @@ reached through the host's network.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import secrets
@@ -17,6 +18,8 @@ import subprocess
 import tarfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +64,10 @@ PIN = re.compile(
 # Where the containers' temporary files go: a tmpfs, never the image.
 TMPFS = "/tmp"  # noqa: S108 - a path inside the containers, not a file of ours
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "make", "x86_64-linux-gnu-gcc")
+# What each image may weigh on the stand-in base (MB as docker counts them, 10**6 bytes).
+SIZE_BUDGET_MB = {"none": 200, "celery": 220}
+RUNTIME_VENV_PYTHON = "/opt/venv/bin/python"
+SBOM_IN_IMAGE = "/app/sbom.cdx.json"
 
 
 def free_port() -> int:
@@ -82,6 +89,15 @@ def locked_pins(lock: Path, environment: dict[str, str]) -> dict[str, str]:
             continue
         pins[canonicalize_name(match["name"])] = match["version"]
     return pins
+
+
+def fetched(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    """One GET; the status and the body as it came."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http only
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
 def flush_redis(url: str) -> None:
@@ -151,6 +167,15 @@ class BuiltImage:
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: http("GET", f"{base}/healthz")[0] == 200, f"{name} to answer", 60)
         return name, base
+
+    def installed(self) -> dict[str, str]:
+        """`pip list` of the runtime venv, inside a container, by canonical name. The venv
+        has no pip of its own: the base image's pip looks into it."""
+        listed = self.engine.must(
+            "run", "--rm", self.tag, "pip", "--no-cache-dir", "--disable-pip-version-check",
+            "--python", RUNTIME_VENV_PYTHON, "list", "--format=json",
+        )  # fmt: skip
+        return {canonicalize_name(entry["name"]): entry["version"] for entry in json.loads(listed)}
 
     def logs(self, name: str) -> str:
         """What a container has written to stdout and stderr."""
@@ -302,6 +327,8 @@ def test_the_image_carries_no_env_file_no_tests_and_no_compiler(
                 found_env.append(member.name)
             if "tests" in path.parts and ("app" in path.parts or package in path.parts):
                 found_tests.append(member.name)
+            if path.parts[:2] == ("opt", "venv") and {"test", "tests"} & set(path.parts):
+                found_tests.append(member.name)  # the test suites that packages ship
             if path.parent.name == "bin" and path.name in COMPILERS:
                 found_compilers.append(member.name)
             if member.isfile() and member.size < 50_000_000:
@@ -323,17 +350,49 @@ def test_the_image_holds_the_runtime_lock_and_the_project_and_nothing_else(
         image.engine.must("run", "--rm", image.tag, "python", "-c", MARKER_ENVIRONMENT_SCRIPT)
     )
     runtime = locked_pins(image.project / "requirements.lock", environment)
-    listed = image.engine.must(
-        "run", "--rm", image.tag, "python", "-m", "pip", "list", "--format=json"
-    )
-    installed = {canonicalize_name(entry["name"]): entry["version"] for entry in json.loads(listed)}
+    installed = image.installed()
     assert installed.pop(canonicalize_name(image.project.name), None), "the project is missing"
-    installed.pop("pip", None)  # the venv's own installer, not a dependency
-    assert installed == runtime
+    assert installed == runtime  # and so no pip, which the service never runs
     dev_tools = set(locked_pins(image.project / "requirements-dev.lock", environment)) - set(
         runtime
     )
     assert {"pytest", "ruff", "mypy"} <= dev_tools
+
+
+def test_the_sbom_of_make_sbom_names_every_installed_package_at_its_version(
+    image: BuiltImage,
+) -> None:
+    # The build arguments the image was built with, so that every layer comes from the cache.
+    build_args = f"--network=host --build-arg BASE_IMAGE={image.engine.python_base()}"
+    build_args += f" --build-arg RELEASE_ID={RELEASE_ID}"
+    command = ["make", "--no-print-directory", "sbom", f"IMAGE={image.tag}"]
+    made = subprocess.run(
+        [*command, f"DOCKER_BUILD_ARGS={build_args}"],
+        cwd=image.project, env=image.engine.env, capture_output=True, text=True, timeout=900,
+        check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    sbom = json.loads((image.project / "sbom.cdx.json").read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    listed = {canonicalize_name(c["name"]): c["version"] for c in sbom["components"]}
+    assert len(listed) == len(sbom["components"]), "a package is listed twice"
+    assert listed == image.installed()
+    in_image = image.engine.must("run", "--rm", image.tag, "cat", SBOM_IN_IMAGE)
+    assert json.loads(in_image) == sbom
+
+
+def test_the_image_stays_within_its_size_budget(image: BuiltImage) -> None:
+    built = image.engine.inspect("image", image.tag)
+    base = image.engine.inspect("image", image.engine.python_base())
+    assert built is not None
+    assert base is not None
+    size, own = built["Size"] / 1e6, (built["Size"] - base["Size"]) / 1e6
+    budget = SIZE_BUDGET_MB[image.worker]
+    assert size <= budget, (
+        f"the image weighs {size:.0f} MB, over its budget of {budget} MB: {own:.0f} MB above "
+        "the base. `du` the image's /opt/venv to see which packages grew, and trim them in the "
+        "Dockerfile's build stage, or raise the budget knowingly"
+    )
 
 
 def test_the_healthcheck_of_the_image_turns_healthy(image: BuiltImage) -> None:
@@ -362,6 +421,13 @@ def test_release_then_web_serve_the_api_with_the_built_release_id(released: Buil
     status, created = http("POST", f"{base}/api/todos", {"title": "written in a container"})
     assert status == 201, created
     assert http("GET", f"{base}/api/todos/{created['id']}") == (200, created)
+    # /docs and every file it loads: the build stage keeps these of Swagger UI's files.
+    status, page = fetched(f"{base}/docs")
+    assert status == 200
+    loaded = [html.unescape(url) for url in re.findall(r'(?:src|href)="(/[^"]+)"', page.decode())]
+    assert any("swagger-ui-bundle.js" in url for url in loaded), page
+    for url in loaded:
+        assert fetched(f"{base}{url}")[0] == 200, url
 
 
 def test_docker_stop_lets_the_request_in_flight_finish_and_exits_zero(

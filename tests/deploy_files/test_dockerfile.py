@@ -44,8 +44,15 @@ def test_image_builds_from_the_chosen_python(baked: Baked) -> None:
 
 def test_runtime_stage_gets_only_the_runtime_lock_and_the_wheel(baked: Baked) -> None:
     builder, runtime = baked.dockerfile.stages
-    runs = " ".join(builder.all("RUN"))
-    installs = re.findall(r"(/opt/\w+)/bin/pip install ([^&]*)", runs)
+    runs = " && ".join(builder.all("RUN"))
+    # The build venv's pip installs into the runtime venv too (--python), which has no pip.
+    installs = [
+        (target or venv, arguments)
+        for venv, target, arguments in re.findall(
+            r"(/opt/\w+)/bin/pip (?:--python (/opt/\w+)/bin/python )?install ([^&]*)", runs
+        )
+    ]
+    assert "python -m venv --without-pip /opt/venv" in runs
     into_runtime_venv = [arguments for venv, arguments in installs if venv == "/opt/venv"]
     # The runtime venv: the runtime lock, hash-checked and wheels only, then the wheel.
     assert "--require-hashes" in into_runtime_venv[0]
@@ -60,11 +67,20 @@ def test_runtime_stage_gets_only_the_runtime_lock_and_the_wheel(baked: Baked) ->
             assert venv != "/opt/venv"
     assert "pip wheel --no-deps --no-build-isolation" in runs
     assert not re.search(r"(^|\s)(-e|--editable)(\s|$)", runs)
-    assert runtime.all("COPY")[0] == "--from=builder /opt/venv /opt/venv"
-    assert [c for c in runtime.all("COPY") if "--from" in c] == [runtime.all("COPY")[0]]
+    # From the build stage: the runtime venv and its SBOM, written from that venv.
+    assert [c for c in runtime.all("COPY") if "--from" in c] == [
+        "--from=builder /opt/venv /opt/venv",
+        "--from=builder /build/sbom.cdx.json sbom.cdx.json",
+    ]
+    assert re.search(r"cyclonedx-py environment [^&]*/build/sbom\.cdx\.json /opt/venv\b", runs)
     every_run = " ".join(runs.split() + " ".join(runtime.all("RUN")).split())
-    for compiler in ("gcc", "build-essential", "apt-get install", "apk add"):
+    for compiler in ("gcc", "build-essential", "apk add"):
         assert compiler not in every_run
+    # One Debian package, binutils (strip), and in the build stage alone.
+    assert re.findall(r"apt-get install ([^&]*)", every_run) == [
+        "--yes --no-install-recommends binutils "
+    ]
+    assert "apt-get" not in " ".join(runtime.all("RUN"))
 
 
 def test_runtime_stage_runs_the_web_process_as_a_numeric_non_root_user(baked: Baked) -> None:
