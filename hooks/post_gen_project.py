@@ -42,6 +42,8 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ),
     ("ci", ("github",), (".github",)),
     ("ci", ("gitlab",), (".gitlab-ci.yml",)),
+    # The scheduled template update job's script, which both CI platforms run.
+    ("ci", ("github", "gitlab"), ("ci",)),
     # deploy/ holds nothing but the Kubernetes manifests, so it goes with them.
     ("kubernetes", ("yes",), ("deploy",)),
 )

@@ -16,6 +16,35 @@ def test_ci_files_are_those_of_the_chosen_system(baked: Baked) -> None:
         "gitlab": (False, True),
         "none": (False, False),
     }[baked.answers["ci"]]
+    # The template update job's script serves either system, and goes with both.
+    assert (baked.path / "ci" / "template_update.py").exists() == (baked.answers["ci"] != "none")
+
+
+@on(WITH_GITHUB)
+def test_the_template_update_workflow_runs_weekly_with_the_least_it_needs(
+    baked: Baked, validators: Validators
+) -> None:
+    path = ".github/workflows/template-update.yml"
+    for schema in ("vendor.github-workflows", "custom.github-workflows-require-timeout"):
+        validators.schema(schema, baked, path)
+    workflow = baked.yaml(path)
+    # PyYAML reads the bare key `on` as True.
+    assert set(workflow[True]) == {"schedule", "workflow_dispatch"}
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["persist-credentials"] is False
+    step = next(s for s in job["steps"] if "template_update.py" in s.get("run", ""))
+    assert step["run"] == ".venv/bin/python ci/template_update.py"
+    assert step["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
+
+
+@on(WITH_GITLAB)
+def test_the_template_update_job_runs_on_schedules_with_its_own_token(baked: Baked) -> None:
+    job = baked.yaml(".gitlab-ci.yml")["template-update"]
+    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule" && $TEMPLATE_UPDATE_TOKEN'}]
+    assert job["script"][-1] == ".venv/bin/python ci/template_update.py"
 
 
 @on(WITH_GITHUB)
