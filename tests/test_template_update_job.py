@@ -1,27 +1,21 @@
 """The baked project's scheduled update job, for real: ci/template_update.py, run as CI runs it.
 
 A project is baked with cruft from commit A of a throwaway template repository and pushed to a
-bare repository standing in for its origin. The template gets new commits, and the job's script
-runs in the project with the variables a GitHub or GitLab runner sets. The platform's API is a
-stand-in on 127.0.0.1 that answers as the real one does and records every call.
+bare repository standing in for its origin. The template gets new commits, and the job runs in
+the project as a GitHub or GitLab runner would run it, against a stand-in of the platform's
+API (`change_requests.py`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import subprocess
-import sys
-import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from change_requests import TOKEN, StandInApi, run_job, runner_environment, stand_in_api
 from template_repository import (
     bake_with_cruft,
     commit_all,
@@ -34,103 +28,12 @@ from template_repository import (
 # Run beside the cruft round trip, in CI's cruft job: both follow a template's new commits.
 pytestmark = pytest.mark.baked
 
-SCRIPT = Path("ci") / "template_update.py"
+MODULE = "ci.template_update"
 BRANCH = "template-update"
-TOKEN = "job-token-for-tests"  # noqa: S105 (the stand-in API checks it is passed on)
 NEW_TEMPLATE_FILE = "{{cookiecutter.project_slug}}/docs/CHANGES.md"
 README = "{{cookiecutter.project_slug}}/README.md"
 TEMPLATE_LINE = ("## Layout\n", "## Layout of the project\n")
 SECOND_TEMPLATE_LINE = ("## Tests\n", "## Tests and how to run them\n")
-
-
-@dataclass
-class Call:
-    """One request the stand-in received."""
-
-    method: str
-    path: str
-    headers: dict[str, str]  # names in lower case, as HTTP compares them
-    payload: dict[str, Any] | None
-
-
-@dataclass
-class StandInApi:
-    """GitHub's or GitLab's REST API, as far as the job uses it: requests are kept open."""
-
-    base_url: str = ""
-    calls: list[Call] = field(default_factory=list)
-    open_requests: list[dict[str, Any]] = field(default_factory=list)
-
-    def answer(self, call: Call) -> tuple[int, object]:
-        """The status and JSON body the real API would give the call."""
-        self.calls.append(call)
-        if call.method == "GET":
-            return 200, self.open_requests
-        number = len(self.open_requests) + 1 if call.method == "POST" else 1
-        opened = {
-            "number": number,
-            "iid": number,
-            "html_url": f"{self.base_url}/pull/{number}",
-            "web_url": f"{self.base_url}/merge_requests/{number}",
-        }
-        if call.method == "POST":
-            self.open_requests.append(opened)
-            return 201, opened
-        return 200, opened
-
-    def writes(self) -> list[Call]:
-        """The calls that opened or changed a request."""
-        return [call for call in self.calls if call.method != "GET"]
-
-
-@contextlib.contextmanager
-def stand_in_api() -> Iterator[StandInApi]:
-    """A recording stand-in of the platform's API, served on 127.0.0.1 until the block ends."""
-    stand_in = StandInApi()
-
-    class Handler(BaseHTTPRequestHandler):
-        def handle_one(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            call = Call(
-                self.command,
-                self.path,
-                {name.lower(): value for name, value in self.headers.items()},
-                json.loads(body) if body else None,
-            )
-            status, answer = stand_in.answer(call)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self.handle_one()
-
-        def do_POST(self) -> None:
-            self.handle_one()
-
-        def do_PATCH(self) -> None:
-            self.handle_one()
-
-        def do_PUT(self) -> None:
-            self.handle_one()
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Keep the test's output quiet; the calls are recorded instead."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    stand_in.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield stand_in
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -192,49 +95,6 @@ def setting(tmp_path: Path, cookiecutter_config: Path) -> Setting:
     return make_setting(tmp_path, cookiecutter_config)
 
 
-def runner_environment(platform: str, api: StandInApi) -> dict[str, str]:
-    """The variables the platform's runner would give the job."""
-    if platform == "github":
-        return {
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_API_URL": api.base_url,
-            "GITHUB_REPOSITORY": "example/my-service",
-            "GITHUB_REF_NAME": "main",
-            "GITHUB_TOKEN": TOKEN,
-        }
-    return {
-        "GITLAB_CI": "true",
-        "CI_API_V4_URL": f"{api.base_url}/api/v4",
-        "CI_PROJECT_ID": "example/my-service",
-        "CI_DEFAULT_BRANCH": "main",
-        "TEMPLATE_UPDATE_TOKEN": TOKEN,
-    }
-
-
-def run_job(project: Path, environment: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """The job's step: the script, from the default branch, with the runner's variables.
-
-    The template's own Python runs it, as it has the cruft that `make install` would provide.
-    """
-    run(project, "git", "switch", "--quiet", "main")
-    # Nothing else of this machine's: the runner's git has no identity, the script brings one.
-    return subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        cwd=project,
-        env={
-            "PATH": os.environ["PATH"],
-            "HOME": str(project.parent),
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_CONFIG_NOSYSTEM": "1",
-            **environment,
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 @dataclass(frozen=True)
 class History:
     """A GitHub project's update job run three times as the template moves, and what it did."""
@@ -264,16 +124,16 @@ def history(
         environment = runner_environment("github", api)
         main_before = run(project, "git", "ls-remote", "origin", "main")
         setting.template_commit("B", TEMPLATE_LINE, new_file=True)
-        first = run_job(project, environment)
+        first = run_job(project, MODULE, environment)
         main_after_first = run(project, "git", "ls-remote", "origin", "main")
         branch_after_first = run(project, "git", "branch", "--show-current").strip()
         check_after_first = cruft(project, "check")
         setting.template_commit("C", SECOND_TEMPLATE_LINE, new_file=False)
-        second = run_job(project, environment)
+        second = run_job(project, MODULE, environment)
         setting.merge_update_branch()
         calls_before_third = len(api.calls)
         branch_before_third = run(project, "git", "ls-remote", "origin", BRANCH)
-        third = run_job(project, environment)
+        third = run_job(project, MODULE, environment)
         yield History(
             setting,
             api,
@@ -342,7 +202,7 @@ def test_conflicts_open_the_merge_request_list_the_files_and_fail_the_job(
     run(setting.project, "git", "push", "--quiet", "origin", "main")
     setting.template_commit("B", TEMPLATE_LINE, new_file=True)
 
-    result = run_job(setting.project, runner_environment("gitlab", api))
+    result = run_job(setting.project, MODULE, runner_environment("gitlab", api))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "README.md" in result.stderr
     (opened,) = api.writes()
@@ -356,7 +216,7 @@ def test_conflicts_open_the_merge_request_list_the_files_and_fail_the_job(
     readme = run(setting.project, *origin, "show", f"{BRANCH}:README.md")
     assert "<<<<<<<" in readme, "the conflict is committed for the reviewer to resolve"
 
-    again = run_job(setting.project, runner_environment("gitlab", api))
+    again = run_job(setting.project, MODULE, runner_environment("gitlab", api))
     assert again.returncode == 1, again.stdout + again.stderr
     assert len(api.writes()) == 1, "the open request already holds the same changes"
 
@@ -366,7 +226,7 @@ def test_a_project_without_cruft_json_is_told_how_to_link_it(
 ) -> None:
     run(setting.project, "git", "rm", "--quiet", ".cruft.json")
     commit_all(setting.project, "Forget the template")
-    result = run_job(setting.project, runner_environment("github", api))
+    result = run_job(setting.project, MODULE, runner_environment("github", api))
     assert result.returncode == 2
     assert "cruft link" in result.stderr
     assert api.calls == []
