@@ -42,6 +42,10 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ),
     ("ci", ("github",), (".github",)),
     ("ci", ("gitlab",), (".gitlab-ci.yml",)),
+    # The scheduled jobs' scripts: the template update runs on both platforms; the lock
+    # update on GitHub alone, as Renovate keeps GitLab's locks.
+    ("ci", ("github", "gitlab"), ("ci",)),
+    ("ci", ("github",), ("ci/lock_update.py",)),
     # deploy/ holds nothing but the Kubernetes manifests, so it goes with them.
     ("kubernetes", ("yes",), ("deploy",)),
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from .baked_files import WITH_GITHUB, WITH_GITLAB, Baked, on
 from .validators import Validators
 
@@ -16,6 +18,44 @@ def test_ci_files_are_those_of_the_chosen_system(baked: Baked) -> None:
         "gitlab": (False, True),
         "none": (False, False),
     }[baked.answers["ci"]]
+    # The template update job serves either system; the lock update job is GitHub's alone,
+    # as Renovate keeps GitLab's locks.
+    assert (baked.path / "ci" / "template_update.py").exists() == (baked.answers["ci"] != "none")
+    assert (baked.path / "ci" / "lock_update.py").exists() == (baked.answers["ci"] == "github")
+
+
+@on(WITH_GITHUB)
+@pytest.mark.parametrize(
+    ("workflow_file", "command"),
+    [
+        ("template-update.yml", ".venv/bin/python -m ci.template_update"),
+        ("lock-update.yml", "python -m ci.lock_update"),
+    ],
+)
+def test_the_update_workflows_run_weekly_with_the_least_they_need(
+    baked: Baked, validators: Validators, workflow_file: str, command: str
+) -> None:
+    path = f".github/workflows/{workflow_file}"
+    for schema in ("vendor.github-workflows", "custom.github-workflows-require-timeout"):
+        validators.schema(schema, baked, path)
+    workflow = baked.yaml(path)
+    # PyYAML reads the bare key `on` as True.
+    assert set(workflow[True]) == {"schedule", "workflow_dispatch"}
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["persist-credentials"] is False
+    step = next(s for s in job["steps"] if "-m ci." in s.get("run", ""))
+    assert step["run"] == command
+    assert step["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
+
+
+@on(WITH_GITLAB)
+def test_the_template_update_job_runs_on_schedules_with_its_own_token(baked: Baked) -> None:
+    job = baked.yaml(".gitlab-ci.yml")["template-update"]
+    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule" && $TEMPLATE_UPDATE_TOKEN'}]
+    assert job["script"][-1] == ".venv/bin/python -m ci.template_update"
 
 
 @on(WITH_GITHUB)
