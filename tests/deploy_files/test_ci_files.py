@@ -103,7 +103,7 @@ def test_gitlab_ci_matches_its_schema_and_runs_the_same_jobs(
 # The update bots' configurations: Dependabot's with GitHub, Renovate's with GitLab. Each holds a
 # weekly round of grouped updates, holds new releases back some days, and covers what it can
 # update here (the configurations' comments say what each bot cannot, and why).
-COOLDOWN_DAYS = 5
+COOLDOWN_DAYS = 7
 
 
 @on(WITH_GITHUB)
@@ -173,5 +173,8 @@ def test_renovate_can_run_again_the_command_in_each_lock_header(baked: Baked, lo
             assert option in RENOVATE_UV_OPTIONS_WITH_VALUES, f"{option}: Renovate cannot read it"
             assert value, argument
         else:
+            assert argument not in RENOVATE_UV_OPTIONS_WITH_VALUES, (
+                f"Renovate reads {argument} only as {argument}=VALUE"
+            )
             assert argument in RENOVATE_UV_OPTIONS, f"{argument}: Renovate cannot run it again"
     assert f"--output-file={lock}" in command
