@@ -9,8 +9,6 @@ import shlex
 
 import pytest
 
-import pytest
-
 from .baked_files import WITH_GITHUB, WITH_GITLAB, Baked, on
 from .validators import Validators
 
