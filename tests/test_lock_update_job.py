@@ -28,7 +28,7 @@ MODULE = "ci.lock_update"
 BRANCH = "lock-update"
 NEW_FLASK = "99.0"
 
-# The stand-in: `uv pip compile ... -o LOCK [--upgrade]`, recorded in UV_CALLS (JSON lines).
+# The stand-in: `uv pip compile ... --output-file=LOCK [--upgrade]`, recorded in UV_CALLS.
 STAND_IN_UV = f"""\
 import json, os, re, sys
 from pathlib import Path
@@ -38,7 +38,8 @@ with open(os.environ["UV_CALLS"], "a") as calls:
     calls.write(json.dumps({{"arguments": arguments,
                             "exclude_newer": os.environ.get("UV_EXCLUDE_NEWER")}}) + "\\n")
 if "--upgrade" in arguments:
-    lock = Path(arguments[arguments.index("-o") + 1])
+    (output,) = [a for a in arguments if a.startswith("--output-file=")]
+    lock = Path(output.partition("=")[2])
     lock.write_text(re.sub(r"(?m)^flask==\\S+", "flask=={NEW_FLASK}", lock.read_text()))
 """
 
@@ -99,7 +100,12 @@ def test_the_job_upgrades_both_locks_a_week_behind_and_lists_what_moved(
     assert result.returncode == 0, result.stdout + result.stderr
 
     calls = [json.loads(line) for line in (bin_dir / "calls.jsonl").read_text().splitlines()]
-    outputs = sorted(call["arguments"][call["arguments"].index("-o") + 1] for call in calls)
+    outputs = sorted(
+        argument.partition("=")[2]
+        for call in calls
+        for argument in call["arguments"]
+        if argument.startswith("--output-file=")
+    )
     assert outputs == ["requirements-dev.lock", "requirements.lock"]
     for call in calls:
         assert "--upgrade" in call["arguments"]
