@@ -74,12 +74,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def stop_by_pid(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def stop_by_pid(process: subprocess.Popen[bytes], stop_signal: int = signal.SIGTERM) -> None:
     """Stop a process this test started, by its PID, if it still runs."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         try:
-            process.wait(timeout=timeout)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
@@ -268,7 +268,7 @@ class Rollout:
         seen_down = []
         for slot in slots:
             self.webs[slot].send_signal(signal.SIGTERM)
-            seen_down.append(self.wait_for(slot, "DOWN", timeout=DRAIN_SECONDS))
+            seen_down.append(self.wait_for(slot, "DOWN", timeout=DRAIN_SECONDS + 10))
         codes = []
         for slot in slots:
             codes.append(self.webs[slot].wait(timeout=DRAIN_SECONDS + GRACEFUL_TIMEOUT + 5))
@@ -276,9 +276,10 @@ class Rollout:
         return list(zip(seen_down, codes, strict=True))
 
     def close(self) -> None:
-        """Stop every process still running, by PID."""
+        """Stop every process still running, by PID: the web processes with SIGINT, which
+        stops gunicorn at once (the rollout is over: there is nothing left to drain for)."""
         for process in self.webs.values():
-            stop_by_pid(process)
+            stop_by_pid(process, signal.SIGINT)
         if self.balancer is not None:
             stop_by_pid(self.balancer)
 
@@ -319,9 +320,74 @@ def unacknowledged(tally: Tally, database_url: str) -> dict[int, str]:
     return {key: title for key, title in tally.acknowledged.items() if stored.get(key) != title}
 
 
-def report(direction: str, tally: Tally, found: int) -> str:
-    """The figures of one direction, printed with -s and shown on failure."""
-    return f"{direction}: {tally.figures()}, found {found}; first failures: {tally.failures}"
+@dataclass
+class Rolled:
+    """One direction of the rollout: what the load got, and how the old processes stopped."""
+
+    label: str
+    tally: Tally
+    lost: dict[int, str]
+    stops: list[tuple[float, int]]
+    took_over: float
+    seconds: float
+
+    def figures(self) -> str:
+        """The figures of the report, printed with -s and shown on failure."""
+        found = len(self.tally.acknowledged) - len(self.lost)
+        return (
+            f"{self.label}: {self.tally.figures()}, found {found}, in {self.seconds:.1f} s; "
+            f"old processes out of HAProxy after {[round(s, 2) for s, _ in self.stops]} s, "
+            f"exit codes {[code for _, code in self.stops]}; "
+            f"first failures: {self.tally.failures}"
+        )
+
+    def reads_after_takeover(self) -> list[dict[str, object]]:
+        """The todos read by requests sent once the new release alone served."""
+        return [read.todo for read in self.tally.reads if read.sent_at > self.took_over]
+
+
+def roll(
+    rollout: Rollout,
+    label: str,
+    release: Release,
+    *,
+    bring_in: list[str],
+    take_out: list[str],
+    database_url: str,
+    run_release_step: bool,
+) -> Rolled:
+    """Under load: the release step if asked, the new processes in, the old ones out."""
+    started = time.monotonic()
+    with Load(rollout.port, label) as load:
+        time.sleep(SETTLE_SECONDS)
+        if run_release_step:
+            released = release.release_step()
+            assert released.returncode == 0, released.stderr
+        rollout.bring_in(bring_in, release)
+        stops = rollout.take_out(take_out)
+        took_over = time.monotonic()
+        time.sleep(SETTLE_SECONDS)
+        tally = load.stop()
+    lost = unacknowledged(tally, database_url)
+    rolled = Rolled(label, tally, lost, stops, took_over, time.monotonic() - started)
+    print(rolled.figures())
+    return rolled
+
+
+def post_with_notes(port: int) -> tuple[int, dict[str, object]]:
+    """Create a todo with notes through the balancer: the status and the todo shown."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/api/todos",
+            body=json.dumps({"title": "with notes", "notes": "written by N+1"}),
+            headers={"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 def test_a_release_with_an_expand_migration_rolls_out_and_back_under_load_losing_nothing(
@@ -345,9 +411,9 @@ def test_a_release_with_an_expand_migration_rolls_out_and_back_under_load_losing
                 check=False,
             )
             assert applied.returncode == 0, f"a diff of {GUIDE_PAGE} does not apply:\n{applied}"
-
         migrated = current.release_step()
         assert migrated.returncode == 0, migrated.stderr
+
         rollout = Rollout(tmp_path, haproxy_binary)
         rollout.slots = {slot: free_port() for slot in ("n-a", "n-b", "n1-a", "n1-b")}
         try:
@@ -356,68 +422,49 @@ def test_a_release_with_an_expand_migration_rolls_out_and_back_under_load_losing
             for slot in ("n-a", "n-b"):
                 rollout.wait_ready(slot)
             rollout.start_balancer(serving=["n-a", "n-b"], waiting=["n1-a", "n1-b"])
-
-            # Forward: N serves while N+1 migrates and starts; then N stops, one at a time.
-            started = time.monotonic()
-            with Load(rollout.port, "forward") as forward:
-                time.sleep(SETTLE_SECONDS)
-                released = following.release_step()
-                assert released.returncode == 0, released.stderr
-                rollout.bring_in(["n1-a", "n1-b"], following)
-                exits = rollout.take_out(["n-a", "n-b"])
-                taken_over = time.monotonic()
-                time.sleep(SETTLE_SECONDS)
-                forward_tally = forward.stop()
-            forward_lost = unacknowledged(forward_tally, database_url)
-            forward_report = report(
-                "forward", forward_tally, len(forward_tally.acknowledged) - len(forward_lost)
+            forward = roll(
+                rollout,
+                "forward",
+                following,
+                bring_in=["n1-a", "n1-b"],
+                take_out=["n-a", "n-b"],
+                database_url=database_url,
+                run_release_step=True,
             )
-            print(forward_report, f"; {time.monotonic() - started:.1f} s, seen down after", exits)
-
-            # The new field, written and read through the balancer: N+1 alone serves now.
-            connection = http.client.HTTPConnection("127.0.0.1", rollout.port, timeout=10)
-            connection.request(
-                "POST",
-                "/api/todos",
-                body=json.dumps({"title": "with notes", "notes": "written by N+1"}),
-                headers={"Content-Type": "application/json"},
+            created = post_with_notes(rollout.port)
+            # Back to N's code on the expanded schema; N's release step is not run again (it
+            # does not know N+1's migration, and N needs nothing undone).
+            back = roll(
+                rollout,
+                "back",
+                current,
+                bring_in=["n-a", "n-b"],
+                take_out=["n1-a", "n1-b"],
+                database_url=database_url,
+                run_release_step=False,
             )
-            created = connection.getresponse()
-            with_notes = json.loads(created.read())
-            connection.close()
-            assert created.status == 201, with_notes
-            assert with_notes["notes"] == "written by N+1"
-
-            # Back: N's code again, on the expanded schema; N+1 stops, one at a time.
-            started = time.monotonic()
-            with Load(rollout.port, "back") as back:
-                time.sleep(SETTLE_SECONDS)
-                rollout.bring_in(["n-a", "n-b"], current)
-                exits_back = rollout.take_out(["n1-a", "n1-b"])
-                rolled_back = time.monotonic()
-                time.sleep(SETTLE_SECONDS)
-                back_tally = back.stop()
-            back_lost = unacknowledged(back_tally, database_url)
-            back_report = report("back", back_tally, len(back_tally.acknowledged) - len(back_lost))
-            print(back_report, f"; {time.monotonic() - started:.1f} s, seen down after", exits_back)
         finally:
             rollout.close()
 
-        assert [code for _, code in exits] == [0, 0], f"N's web processes exited {exits}"
-        assert [code for _, code in exits_back] == [0, 0], f"N+1's exited {exits_back}"
-        for tally, lost, figures in (
-            (forward_tally, forward_lost, forward_report),
-            (back_tally, back_lost, back_report),
-        ):
-            assert tally.failed == 0, figures
-            assert tally.reset == 0, figures
-            assert tally.acknowledged, figures
-            assert not lost, f"acknowledged writes missing or changed: {lost}; {figures}"
-        after_takeover = [read.todo for read in forward_tally.reads if read.sent_at > taken_over]
-        assert after_takeover, "no todo was read once N+1 alone served"
-        assert all("notes" in todo for todo in after_takeover), (
-            f"N+1 serves todos without their notes: {after_takeover[:3]}"
+    for rolled in (forward, back):
+        assert rolled.tally.failed == 0, rolled.figures()
+        assert rolled.tally.reset == 0, rolled.figures()
+        assert rolled.tally.acknowledged, rolled.figures()
+        assert not rolled.lost, f"acknowledged writes missing or changed: {rolled.lost}"
+        assert [code for _, code in rolled.stops] == [0, 0], rolled.figures()
+        # The drain must outlast HAProxy's detection, or requests reach a closed listener.
+        assert max(seconds for seconds, _ in rolled.stops) < DRAIN_SECONDS, (
+            f"HAProxy did not take the stopped processes out within their {DRAIN_SECONDS} s "
+            f"drain: check /readyz more often, or drain for longer. {rolled.figures()}"
         )
-        after_rollback = [read.todo for read in back_tally.reads if read.sent_at > rolled_back]
-        assert after_rollback, "no todo was read once N served again"
-        assert all("notes" not in todo for todo in after_rollback), after_rollback[:3]
+    status, todo = created
+    assert status == 201, todo
+    assert todo["notes"] == "written by N+1", todo
+    served_by_n1 = forward.reads_after_takeover()
+    assert served_by_n1, "no todo was read once N+1 alone served"
+    assert all("notes" in todo for todo in served_by_n1), (
+        f"N+1 serves todos without their notes: {served_by_n1[:3]}"
+    )
+    served_by_n = back.reads_after_takeover()
+    assert served_by_n, "no todo was read once N served again"
+    assert all("notes" not in todo for todo in served_by_n), served_by_n[:3]
