@@ -76,7 +76,7 @@ class Load:
         self.tally = Tally()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._client, args=(number,), daemon=True)
+            threading.Thread(target=self._run_client, args=(number,), daemon=True)
             for number in range(threads)
         ]
 
@@ -120,7 +120,17 @@ class Load:
             connection.close()
             self.tally.fail(f"{method} {path}: {error!r}")
             return None
-        return response.status, json.loads(data) if data else None
+        try:
+            return response.status, json.loads(data) if data else None
+        except ValueError:  # not the service's JSON: HAProxy's own error page, say
+            return response.status, data[:200]
+
+    def _run_client(self, number: int) -> None:
+        """One client thread; should it crash, that counts as a failure too."""
+        try:
+            self._client(number)
+        except Exception as error:
+            self.tally.fail(f"client {number} stopped: {error!r}")
 
     def _client(self, number: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -131,7 +141,7 @@ class Load:
             if not self._budget_left():
                 break
             created = self._request(connection, "POST", "/api/todos", {"title": title})
-            if created is not None and created[0] != 201:
+            if created is not None and (created[0] != 201 or not isinstance(created[1], dict)):
                 self.tally.fail(f"POST /api/todos: {created[0]} {created[1]}")
             elif created is not None:
                 todo_id = created[1]["id"]
@@ -141,7 +151,9 @@ class Load:
                     break
                 sent_at = time.monotonic()
                 read = self._request(connection, "GET", f"/api/todos/{todo_id}")
-                if read is not None and (read[0] != 200 or read[1].get("title") != title):
+                if read is not None and (
+                    read[0] != 200 or not isinstance(read[1], dict) or read[1].get("title") != title
+                ):
                     self.tally.fail(f"GET /api/todos/{todo_id}: {read[0]} {read[1]}")
                 elif read is not None:
                     with self.tally.lock:
