@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -94,8 +95,7 @@ def throwaway_database(admin_url: str) -> Iterator[str]:
     try:
         with admin.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {name}")
-        base, _, _ = admin_url.rpartition("/")
-        yield f"{base}/{name}"
+        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
