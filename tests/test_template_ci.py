@@ -155,7 +155,9 @@ def test_every_job_may_only_read_the_code_and_keeps_no_token(workflow: dict[Any,
         assert job["permissions"] == {"contents": "read"}, job_id
         for step in job["steps"]:
             if step.get("uses", "").startswith("actions/checkout@"):
-                assert step["with"]["persist-credentials"] is False, f"{job_id} pushes nothing"
+                assert step.get("with", {}).get("persist-credentials") is False, (
+                    f"{job_id} pushes nothing"
+                )
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_release_named() -> None:

@@ -70,7 +70,9 @@ def test_github_workflow_jobs_may_only_read_the_code_and_keep_no_token(baked: Ba
         assert job["permissions"] == {"contents": "read"}, name
         for step in job["steps"]:
             if step.get("uses", "").startswith("actions/checkout@"):
-                assert step["with"]["persist-credentials"] is False, f"{name} pushes nothing"
+                assert step.get("with", {}).get("persist-credentials") is False, (
+                    f"{name} pushes nothing"
+                )
 
 
 @on(WITH_GITHUB)
