@@ -79,7 +79,7 @@ def test_compose_processes_start_only_after_the_release_completed(baked: Baked) 
     assert services["migrate"]["command"] == baked.procfile["release"]
     assert services["migrate"]["restart"] == "no", "the release runs once per up"
     for name in ["web", *(["worker"] if baked.celery else [])]:
-        condition = services[name]["depends_on"]["migrate"]
+        condition = services[name]["depends_on"].get("migrate")
         assert condition == {"condition": "service_completed_successfully"}, name
 
 
