@@ -41,7 +41,12 @@ OPTIONAL_PATHS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("src/{package_name}/observability", "tests/observability", "observability"),
     ),
     ("ci", ("github",), (".github",)),
-    ("ci", ("gitlab",), (".gitlab-ci.yml",)),
+    # Each CI system comes with its update bot: Dependabot in .github/, Renovate for GitLab.
+    ("ci", ("gitlab",), (".gitlab-ci.yml", "renovate.json")),
+    # The scheduled jobs' scripts: the template update runs on both platforms; the lock
+    # update on GitHub alone, as Renovate keeps GitLab's locks.
+    ("ci", ("github", "gitlab"), ("ci",)),
+    ("ci", ("github",), ("ci/lock_update.py",)),
     # deploy/ holds nothing but the Kubernetes manifests, so it goes with them.
     ("kubernetes", ("yes",), ("deploy",)),
 )

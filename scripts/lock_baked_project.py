@@ -18,7 +18,9 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_TEMPLATE = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
 # The oldest Python the template offers: a universal lock resolved for it serves them all.
 LOWEST_PYTHON = "3.11"
-LOCKS = {"requirements.lock": [], "requirements-dev.lock": ["--group", "dev"]}
+# uv writes the command into each lock's header, where Renovate's pip-compile manager reads it
+# to lock again; it reads options only in the --option=value form.
+LOCKS = {"requirements.lock": [], "requirements-dev.lock": ["--group=dev"]}
 # Answers that change the dependencies, and where their locks wait in the template; the
 # post-gen hook moves the chosen variant's locks into place.
 VARIANT_LOCKS = [
@@ -47,8 +49,8 @@ def lock(answers: dict[str, str], destination: Path, uv: str) -> None:
         destination.mkdir(parents=True, exist_ok=True)
         for lock_name, extra in LOCKS.items():
             command = [uv, "pip", "compile", "pyproject.toml", *extra, "--universal"]
-            command += ["--generate-hashes", "--python-version", LOWEST_PYTHON]
-            command += ["--quiet", "-o", lock_name]
+            command += ["--generate-hashes", f"--python-version={LOWEST_PYTHON}"]
+            command += ["--quiet", f"--output-file={lock_name}"]
             subprocess.run(command, cwd=project, check=True)  # noqa: S603 - our own uv, fixed args
             text = (project / lock_name).read_text()
             slug_comment = f"{project.name} (pyproject.toml)"

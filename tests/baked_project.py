@@ -27,6 +27,13 @@ FOREIGN_VARIABLES = (
     "MAKELEVEL",
 )
 FOREIGN_PREFIXES = ("PYTEST_",)
+# Who commits in a baked project that the tests put under git.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+}
 
 
 def tail(text: str, lines: int = 200) -> str:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
 
-from baked_project import DEFAULT_TEST_DATABASE_URL
+from baked_project import (
+    DEFAULT_TEST_DATABASE_URL,
+    GIT_IDENTITY,
+    BakedProject,
+    describe_failure,
+    own_tools_env,
+)
 from baking import write_cookiecutter_config
 from containers import REQUIRE_VARIABLE, Engine, NoEngineError, container_engine
+from interpreters import find_interpreter
 
 # Prints where the run's time went, by test file, against tests/suite-times.json.
 pytest_plugins = ["suite_times"]
@@ -47,6 +56,40 @@ def test_database_url() -> str:
 def cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cookiecutter config whose replay files stay in the test's temporary directory."""
     return write_cookiecutter_config(tmp_path_factory.mktemp("cookiecutter-user"))
+
+
+@pytest.fixture(scope="session")
+def installed_project(
+    cookies_session: Any, tmp_path_factory: pytest.TempPathFactory, test_database_url: str
+) -> BakedProject:
+    """The default project, baked once, committed as a student would, and installed with uv.
+
+    Tests that change it work on copies (its .venv shared, the copy's src/ first on
+    PYTHONPATH): the factor exercises and the rolling release.
+    """
+    interpreter = find_interpreter("3.12")
+    if interpreter is None:
+        pytest.skip("no working Python 3.12 to install the default project with")
+    result = cookies_session.bake(extra_context={"project_name": "My Service"})
+    assert result.exception is None, result.exception
+    env = own_tools_env(
+        mypy_cache_dir=tmp_path_factory.mktemp("mypy-cache"), database_url=test_database_url
+    )
+    project = BakedProject(Path(result.project_path), "3.12", interpreter, env)
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "Bake"]):
+        committed = subprocess.run(
+            command,
+            cwd=project.path,
+            env={**env, **GIT_IDENTITY},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert committed.returncode == 0, committed.stdout + committed.stderr
+    install = project.make("install", f"PYTHON={interpreter}")
+    if install.returncode != 0:
+        pytest.fail(describe_failure(project.path, ("install",), install), pytrace=False)
+    return project
 
 
 def no_engine(reason: NoEngineError) -> None:

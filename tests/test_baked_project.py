@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from baked_project import BakedProject, describe_failure, make_env, run_make
 from interpreters import find_interpreter, interpreter_candidates
@@ -90,6 +92,13 @@ LINT_VARIANTS = [
         for value in choices(question)[1:]
     ),
 ]
+
+# A file ruff check refuses (F401, an unused import) and ruff format, mypy and the lock check
+# accept, so that only one hook fails.
+UNUSED_IMPORT = '''"""Put here by the template's tests: pre-commit must stop this lint error."""
+
+import os
+'''
 
 FAILING_TEST = '''
 def test_harness_sees_this_failure() -> None:
@@ -297,3 +306,62 @@ def test_harness_fails_when_the_baked_suite_fails(bakery: Bakery) -> None:
             _check(BakedProject(project.path, DEFAULT_PYTHON, project.interpreter, env), "test")
     finally:
         planted.unlink()
+
+
+def _pre_commit(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`pre-commit run --all-files` with the project's own pre-commit, output and errors as one."""
+    return subprocess.run(
+        [str(project / ".venv" / "bin" / "pre-commit"), "run", "--all-files", "--color=never"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.baked_variant(DEFAULT_VARIANT)
+def test_pre_commit_hooks_pass_offline_then_stop_a_planted_lint_error(
+    bakery: Bakery, tmp_path: Path
+) -> None:
+    installed = bakery.installed(uv_on_path=False, python_version=DEFAULT_PYTHON)
+    config = yaml.safe_load((installed.path / ".pre-commit-config.yaml").read_text())
+    assert [repo["repo"] for repo in config["repos"]] == ["local"], "no hook may be fetched"
+    # pre-commit runs on the files git knows: a copy of the session's default project, put
+    # under git, with its installed .venv borrowed (and kept out of git).
+    project = tmp_path / installed.path.name
+    shutil.copytree(
+        installed.path,
+        project,
+        ignore=shutil.ignore_patterns(".venv", "*_cache", "__pycache__", "test-artifacts"),
+    )
+    (project / ".venv").symlink_to(installed.path / ".venv", target_is_directory=True)
+    env = {
+        **installed.env,
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+        # A hook repository to clone would fail: git may use local files only.
+        "GIT_ALLOW_PROTOCOL": "file",
+    }
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not on PATH")
+    subprocess.run([git, "init", "--quiet"], cwd=project, env=env, check=True)
+    (project / ".git" / "info" / "exclude").write_text(".venv\n")
+    subprocess.run([git, "add", "--all"], cwd=project, env=env, check=True)
+
+    passed = _pre_commit(project, env)
+    assert passed.returncode == 0, passed.stdout
+    hooks = [hook["name"] for hook in config["repos"][0]["hooks"]]
+    for name in hooks:
+        assert re.search(rf"^{re.escape(name)}\.+Passed$", passed.stdout, re.MULTILINE), (
+            f"the hook {name!r} did not run and pass:\n{passed.stdout}"
+        )
+
+    (project / "tests" / "test_planted_lint_error.py").write_text(UNUSED_IMPORT)
+    subprocess.run([git, "add", "--all"], cwd=project, env=env, check=True)
+    stopped = _pre_commit(project, env)
+    assert stopped.returncode != 0, stopped.stdout
+    assert "- hook id: ruff-check" in stopped.stdout, stopped.stdout
+    assert "tests/test_planted_lint_error.py:3:8" in stopped.stdout, stopped.stdout

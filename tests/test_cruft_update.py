@@ -10,10 +10,7 @@ file and a changed line. `cruft update` brings B into the project.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,17 +18,15 @@ import pytest
 
 from baked_project import BakedProject, describe_failure, own_tools_env
 from interpreters import find_interpreter
+from template_repository import (
+    bake_with_cruft,
+    commit_all,
+    cruft,
+    replace_line,
+    template_repository,
+)
 
 pytestmark = pytest.mark.baked
-
-TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
-TOOLS = Path(sys.executable).parent
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Template Tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.com",
-    "GIT_COMMITTER_NAME": "Template Tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.com",
-}
 
 # Commit B of the template, and the owner's own edit of the baked project: both in the
 # README, in different places, so the update has to merge rather than overwrite.
@@ -39,64 +34,6 @@ NEW_TEMPLATE_FILE = "{{cookiecutter.project_slug}}/docs/CHANGES.md"
 NEW_FILE_TEXT = "# Changes to {{ cookiecutter.project_name }}\n"
 TEMPLATE_LINE = ("## Layout\n", "## Layout of the project\n")
 OWNER_LINE = ("A twelve-factor Flask service.\n", "Keeps the team's todo lists.\n")
-
-
-def run(cwd: Path, *command: str, env: dict[str, str] | None = None) -> str:
-    """Run a command; fail with what it printed if it does not succeed."""
-    result = subprocess.run(
-        command,
-        cwd=cwd,
-        env={**os.environ, **IDENTITY, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result.stdout
-
-
-def cruft(cwd: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """cruft from the template's own environment."""
-    return subprocess.run(
-        [str(TOOLS / "cruft"), *arguments],
-        cwd=cwd,
-        env={**os.environ, **IDENTITY},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def commit_all(repository: Path, message: str) -> str:
-    """Commit everything in a repository; the new commit's id."""
-    run(repository, "git", "add", "--all")
-    run(repository, "git", "commit", "--quiet", "--message", message)
-    return run(repository, "git", "rev-parse", "HEAD").strip()
-
-
-def replace_line(path: Path, old: str, new: str) -> None:
-    """Change one line of a file, failing if the line is not there."""
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, f"{path.name} should hold {old!r} once"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-
-
-def copy_template(destination: Path) -> None:
-    """The template's files as git sees them here: tracked and new ones, not ignored ones."""
-    listed = run(
-        TEMPLATE_ROOT, "git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"
-    )
-    for name in filter(None, listed.split("\0")):
-        source = TEMPLATE_ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
 
 
 @dataclass(frozen=True)
@@ -112,24 +49,8 @@ class RoundTrip:
 @pytest.fixture(scope="module")
 def round_trip(tmp_path_factory: pytest.TempPathFactory, cookiecutter_config: Path) -> RoundTrip:
     """Bake from commit A with cruft, then update the project to commit B."""
-    template = tmp_path_factory.mktemp("template-repository")
-    copy_template(template)
-    run(template, "git", "init", "--quiet", "--initial-branch", "main")
-    commit_all(template, "A")
-
-    output = tmp_path_factory.mktemp("baked")
-    created = cruft(
-        output,
-        "create",
-        "--no-input",
-        "--config-file",
-        str(cookiecutter_config),
-        str(template),
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
-    (project,) = output.iterdir()
-    run(project, "git", "init", "--quiet", "--initial-branch", "main")
-    commit_all(project, "Baked from the template")
+    template = template_repository(tmp_path_factory.mktemp("template-repository"))
+    project = bake_with_cruft(template, tmp_path_factory.mktemp("baked"), cookiecutter_config, {})
     replace_line(project / "README.md", *OWNER_LINE)
     commit_all(project, "Say what the service is for")
 

@@ -1,6 +1,7 @@
 """Each exercise of the baked factor pages breaks its own factor, and no other.
 
-The default project is baked once, committed to git and installed. Its factor pages,
+The default project is baked once, committed to git and installed (conftest.py's
+`installed_project`, shared with the rolling release test). Its factor pages,
 docs/factors/NN-<name>.md, are read in order as a student reads them: per factor, the
 change that breaks it (a diff for `git apply`, or a command), the row of `make factors` it
 turns red, the tests it names as failing, and the command that undoes it. So the pages and
@@ -18,12 +19,10 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from baked_project import BakedProject, describe_failure, own_tools_env, tail
-from interpreters import find_interpreter
+from baked_project import GIT_IDENTITY, BakedProject, describe_failure, tail
 
 pytestmark = pytest.mark.baked
 
@@ -38,12 +37,6 @@ TEST_NAME = re.compile(r"`(test_\w+(?:\[[^\]`]*\])?)`")
 TABLE_ROW = re.compile(r"^(PASS|FAIL|SKIP) +([IVX]+\. .+?)(?: {2,}.*)?$")
 # Copies run at once: the machine's two cores are shared with the rest of the suite.
 PARALLEL_COPIES = 2
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Template Tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.com",
-    "GIT_COMMITTER_NAME": "Template Tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.com",
-}
 
 
 @dataclass(frozen=True)
@@ -139,30 +132,6 @@ def run(
         timeout=900,
         check=False,
     )
-
-
-@pytest.fixture(scope="module")
-def installed_project(
-    cookies_session: Any, tmp_path_factory: pytest.TempPathFactory, test_database_url: str
-) -> BakedProject:
-    """The default project, baked once, committed as a student would, and installed."""
-    interpreter = find_interpreter("3.12")
-    if interpreter is None:
-        pytest.skip("no working Python 3.12 to install the default project with")
-    result = cookies_session.bake(extra_context={"project_name": "My Service"})
-    assert result.exception is None, result.exception
-    env = own_tools_env(
-        mypy_cache_dir=tmp_path_factory.mktemp("mypy-cache"), database_url=test_database_url
-    )
-    project = BakedProject(Path(result.project_path), "3.12", interpreter, env)
-    git_env = {**env, **GIT_IDENTITY}
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "Bake"]):
-        committed = run(command, project.path, git_env)
-        assert committed.returncode == 0, committed.stdout
-    install = project.make("install", f"PYTHON={interpreter}")
-    if install.returncode != 0:
-        pytest.fail(describe_failure(project.path, ("install",), install), pytrace=False)
-    return project
 
 
 @pytest.fixture(scope="module")

@@ -230,6 +230,19 @@ def test_the_container_job_may_not_skip(workflow: dict[Any, Any]) -> None:
     assert "1" in required, "the container job must fail, not skip, without an engine"
 
 
+def test_the_rolling_release_may_not_skip_for_want_of_haproxy(workflow: dict[Any, Any]) -> None:
+    job = next(
+        job
+        for job in workflow["jobs"].values()
+        if any("tests/test_rolling_release.py" in step.get("run", "") for step in job["steps"])
+    )
+    runs = " ".join(step.get("run", "") for step in job["steps"])
+    assert "apt-get install" in runs, "install Debian's haproxy first"
+    assert "haproxy" in runs, "install Debian's haproxy first"
+    required = [step.get("env", {}).get("TEMPLATE_REQUIRE_HAPROXY") for step in job["steps"]]
+    assert "1" in required, "the rolling release must fail, not skip, without HAProxy"
+
+
 def test_package_downloads_are_cached(workflow: dict[Any, Any]) -> None:
     for job_id, job in workflow["jobs"].items():
         setup = next(

@@ -1,8 +1,13 @@
-"""The CI files: the GitHub workflow and the GitLab pipeline, against their schemas and jobs."""
+"""The CI files: the GitHub workflow and the GitLab pipeline, against their schemas and jobs; and
+the update bot that comes with each, Dependabot or Renovate."""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+
+import pytest
 
 from .baked_files import WITH_GITHUB, WITH_GITLAB, Baked, on
 from .validators import USES, Validators, require_no_zizmor_findings, zizmor
@@ -11,11 +16,50 @@ from .validators import USES, Validators, require_no_zizmor_findings, zizmor
 def test_ci_files_are_those_of_the_chosen_system(baked: Baked) -> None:
     github = (baked.path / ".github").exists()
     gitlab = (baked.path / ".gitlab-ci.yml").exists()
-    assert (github, gitlab) == {
-        "github": (True, False),
-        "gitlab": (False, True),
-        "none": (False, False),
+    renovate = (baked.path / "renovate.json").exists()
+    assert (github, gitlab, renovate) == {
+        "github": (True, False, False),
+        "gitlab": (False, True, True),
+        "none": (False, False, False),
     }[baked.answers["ci"]]
+    # The template update job serves either system; the lock update job is GitHub's alone,
+    # as Renovate keeps GitLab's locks.
+    assert (baked.path / "ci" / "template_update.py").exists() == (baked.answers["ci"] != "none")
+    assert (baked.path / "ci" / "lock_update.py").exists() == (baked.answers["ci"] == "github")
+
+
+@on(WITH_GITHUB)
+@pytest.mark.parametrize(
+    ("workflow_file", "command"),
+    [
+        ("template-update.yml", ".venv/bin/python -m ci.template_update"),
+        ("lock-update.yml", "python -m ci.lock_update"),
+    ],
+)
+def test_the_update_workflows_run_weekly_with_the_least_they_need(
+    baked: Baked, validators: Validators, workflow_file: str, command: str
+) -> None:
+    path = f".github/workflows/{workflow_file}"
+    for schema in ("vendor.github-workflows", "custom.github-workflows-require-timeout"):
+        validators.schema(schema, baked, path)
+    workflow = baked.yaml(path)
+    # PyYAML reads the bare key `on` as True.
+    assert set(workflow[True]) == {"schedule", "workflow_dispatch"}
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["persist-credentials"] is False
+    step = next(s for s in job["steps"] if "-m ci." in s.get("run", ""))
+    assert step["run"] == command
+    assert step["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
+
+
+@on(WITH_GITLAB)
+def test_the_template_update_job_runs_on_schedules_with_its_own_token(baked: Baked) -> None:
+    job = baked.yaml(".gitlab-ci.yml")["template-update"]
+    assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule" && $TEMPLATE_UPDATE_TOKEN'}]
+    assert job["script"][-1] == ".venv/bin/python -m ci.template_update"
 
 
 @on(WITH_GITHUB)
@@ -124,3 +168,83 @@ def test_gitlab_ci_matches_its_schema_and_runs_the_same_jobs(
     if baked.celery:
         # No database number: each parallel test process then takes a database of its own.
         assert variables["TEST_REDIS_URL"] == "redis://redis:6379"
+
+
+# The update bots' configurations: Dependabot's with GitHub, Renovate's with GitLab. Each holds a
+# weekly round of grouped updates, holds new releases back some days, and covers what it can
+# update here (the configurations' comments say what each bot cannot, and why).
+COOLDOWN_DAYS = 7
+
+
+@on(WITH_GITHUB)
+def test_dependabot_config_matches_its_schema(baked: Baked, validators: Validators) -> None:
+    validators.schema("vendor.dependabot", baked, ".github/dependabot.yml")
+
+
+@on(WITH_GITHUB)
+def test_dependabot_updates_actions_compose_images_and_python_ranges_weekly_grouped(
+    baked: Baked,
+) -> None:
+    updates = baked.yaml(".github/dependabot.yml")["updates"]
+    by_ecosystem = {update["package-ecosystem"]: update for update in updates}
+    assert sorted(by_ecosystem) == ["docker-compose", "github-actions", "pip"]
+    for ecosystem, update in by_ecosystem.items():
+        assert update["directory"] == "/", ecosystem
+        assert update["schedule"]["interval"] == "weekly", ecosystem
+        assert update["cooldown"] == {"default-days": COOLDOWN_DAYS}, ecosystem
+        groups = list(update["groups"].values())
+        assert groups == [{"patterns": ["*"]}], f"{ecosystem}: one group of every update"
+    assert by_ecosystem["pip"]["versioning-strategy"] == "increase-if-necessary"
+
+
+@on(WITH_GITLAB)
+def test_renovate_config_matches_its_schema(baked: Baked, validators: Validators) -> None:
+    validators.schema("vendor.renovate", baked, "renovate.json")
+
+
+@on(WITH_GITLAB)
+def test_renovate_updates_locks_and_images_weekly_grouped_after_a_cooldown(baked: Baked) -> None:
+    config = json.loads(baked.text("renovate.json"))
+    assert sorted(config["enabledManagers"]) == [
+        "docker-compose",
+        "dockerfile",
+        "gitlabci",
+        "pip-compile",
+    ]
+    assert config["minimumReleaseAge"] == f"{COOLDOWN_DAYS} days"
+    assert config["schedule"] == config["lockFileMaintenance"]["schedule"]
+    assert config["lockFileMaintenance"]["enabled"] is True
+    (pattern,) = config["pip-compile"]["managerFilePatterns"]
+    lock_names = re.compile(pattern.strip("/"))
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        assert lock_names.search(lock), f"{pattern} leaves out {lock}"
+    assert not lock_names.search("requirements.txt")
+    grouped = {rule["groupName"] for rule in config["packageRules"] if "groupName" in rule}
+    assert grouped == {"Python dependencies", "container images"}
+
+
+# Renovate's pip-compile manager runs again the command a lock's header names. It refuses an
+# option it does not know (for `uv pip compile`, the list in its pip-compile/common.ts) and one
+# whose value is not joined by `=`: these are the options `make lock` writes.
+RENOVATE_UV_OPTIONS = {"--universal", "--generate-hashes"}
+RENOVATE_UV_OPTIONS_WITH_VALUES = {"--group", "--python-version", "--output-file"}
+
+
+@on(WITH_GITLAB)
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-dev.lock"])
+def test_renovate_can_run_again_the_command_in_each_lock_header(baked: Baked, lock: str) -> None:
+    header = baked.text(lock).splitlines()[:2]
+    assert header[0] == "# This file was autogenerated by uv via the following command:", header
+    command = shlex.split(header[1].removeprefix("#"))
+    assert command[:4] == ["uv", "pip", "compile", "pyproject.toml"], command
+    for argument in command[4:]:
+        option, equals, value = argument.partition("=")
+        if equals:
+            assert option in RENOVATE_UV_OPTIONS_WITH_VALUES, f"{option}: Renovate cannot read it"
+            assert value, argument
+        else:
+            assert argument not in RENOVATE_UV_OPTIONS_WITH_VALUES, (
+                f"Renovate reads {argument} only as {argument}=VALUE"
+            )
+            assert argument in RENOVATE_UV_OPTIONS, f"{argument}: Renovate cannot run it again"
+    assert f"--output-file={lock}" in command

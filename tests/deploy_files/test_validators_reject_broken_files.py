@@ -117,6 +117,26 @@ def test_gitlab_ci_schema_rejects_a_misspelt_keyword(bakery: Bakery, tmp_path: P
     assert "'scripts' was unexpected" in result.stdout
 
 
+def test_dependabot_schema_rejects_a_misspelt_option(default_bake: Baked, tmp_path: Path) -> None:
+    broken = tmp_path / "dependabot.yml"
+    text = default_bake.text(".github/dependabot.yml")
+    broken.write_text(text.replace("    cooldown:\n", "    cool-down:\n", 1))
+    result = check_jsonschema("vendor.dependabot", broken)
+    assert result.returncode != 0
+    assert "'cool-down' was unexpected" in result.stdout
+
+
+def test_renovate_schema_rejects_a_release_age_without_its_unit(
+    bakery: Bakery, tmp_path: Path
+) -> None:
+    broken = tmp_path / "renovate.json"
+    text = bakery({"ci": "gitlab"}).text("renovate.json")
+    broken.write_text(text.replace('"minimumReleaseAge": "7 days"', '"minimumReleaseAge": 7'))
+    result = check_jsonschema("vendor.renovate", broken)
+    assert result.returncode != 0
+    assert "$.minimumReleaseAge: 7 is not of type" in result.stdout
+
+
 def test_promtool_rejects_a_misspelt_scrape_setting(bakery: Bakery, tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:

@@ -13,13 +13,15 @@ from {{ cookiecutter.package_name }}.models import Base
 
 # Any fixed number works; every release process of this service must use the same one.
 MIGRATION_LOCK_ID = 7_270_412_001
+# Printing SQL (alembic upgrade --sql) needs only the dialect: no database, no settings.
+OFFLINE_URL = "postgresql+psycopg2://"
 
 logger = logging.getLogger("migrations")
 
 
-def run_migrations_offline(url: str) -> None:
+def run_migrations_offline() -> None:
     """Print the SQL instead of running it (alembic upgrade head --sql)."""
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
+    context.configure(url=OFFLINE_URL, target_metadata=Base.metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -43,15 +45,15 @@ def run_migrations_online(url: str) -> None:
 
 def main() -> None:
     """Run the migrations Alembic was asked for."""
+    if context.is_offline_mode():
+        run_migrations_offline()
+        return
     url = context.config.attributes.get("database_url")
     if url is None:
         settings = settings_or_exit("alembic")
         configure_logging(settings)
         url = settings.database_url
-    if context.is_offline_mode():
-        run_migrations_offline(url)
-    else:
-        run_migrations_online(url)
+    run_migrations_online(url)
 
 
 main()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import textwrap
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, create_engine, text
 
 from .processes import PROJECT_ROOT
@@ -76,11 +80,49 @@ def role_with_database(admin_url: URL, purpose: str, password: str) -> Iterator[
         admin.dispose()
 
 
-def alembic_config(database_url: str) -> Config:
-    """Alembic's configuration for this project, pointed at one database."""
+def alembic_config(database_url: str | None = None, *, planted: Path | None = None) -> Config:
+    """Alembic's configuration for this project, pointed at one database if given, and
+    finding the migrations of a test's own in the folder `planted` besides the project's."""
     config = Config(PROJECT_ROOT / "alembic.ini")
-    config.attributes["database_url"] = database_url
+    if database_url is not None:
+        config.attributes["database_url"] = database_url
+    if planted is not None:
+        folders = [PROJECT_ROOT / "migrations" / "versions", planted]
+        config.set_main_option("version_locations", os.pathsep.join(map(str, folders)))
     return config
+
+
+PLANTED_MIGRATION = '''"""Planted by a test."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "planted"
+down_revision = {parent!r}
+
+
+def upgrade() -> None:
+    op.execute("SET LOCAL lock_timeout = '5s'")
+{upgrade}
+
+
+def downgrade() -> None:
+    op.execute("SET LOCAL lock_timeout = '5s'")
+{downgrade}
+'''
+
+
+def plant_migration(folder: Path, upgrade: str, downgrade: str = "pass") -> Path:
+    """Write a migration after the project's newest one into folder (a test's own), with these
+    bodies of upgrade() and downgrade(); its revision is "planted"."""
+    parent = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    body = {
+        name: textwrap.indent(code.strip(), "    ")
+        for name, code in (("upgrade", upgrade), ("downgrade", downgrade))
+    }
+    path = folder / "planted_migration.py"
+    path.write_text(PLANTED_MIGRATION.format(parent=parent, **body))
+    return path
 
 
 def migrate(database_url: str, revision: str) -> None:

@@ -19,16 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from .locks import LOCKS, lock_pins
 from .processes import PROJECT_ROOT
 
 pytestmark = pytest.mark.processes
-
-LOCKS = ("requirements.lock", "requirements-dev.lock")
-# A pin opens a line of the lock; its hashes follow on continuation lines.
-PINNED_LINE = re.compile(r"^([A-Za-z0-9][^\\\n]*==[^\\\n]*?)\s*\\?$", re.MULTILINE)
 
 
 @dataclass
@@ -89,8 +85,7 @@ def locked_packages() -> set[tuple[str, str]]:
     """
     pins: set[tuple[str, str]] = set()
     for lock in LOCKS:
-        for line in PINNED_LINE.findall((PROJECT_ROOT / lock).read_text()):
-            requirement = Requirement(line)
+        for requirement in lock_pins(PROJECT_ROOT / lock):
             if requirement.marker is None or requirement.marker.evaluate():
                 (specifier,) = requirement.specifier
                 pins.add((canonicalize_name(requirement.name), specifier.version))

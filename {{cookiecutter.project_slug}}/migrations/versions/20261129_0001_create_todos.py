@@ -18,6 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Create the todos table and the index behind newest-first paging."""
+    op.execute("SET LOCAL lock_timeout = '5s'")
     op.create_table(
         "todos",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
@@ -36,5 +37,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop the todos table."""
+    op.execute("SET LOCAL lock_timeout = '5s'")
     op.drop_index("ix_todos_created_at_id", table_name="todos")
     op.drop_table("todos")

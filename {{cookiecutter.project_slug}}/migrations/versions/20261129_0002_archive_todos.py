@@ -18,9 +18,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Add the nullable archived_at column."""
+    op.execute("SET LOCAL lock_timeout = '5s'")
     op.add_column("todos", sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     """Drop archived_at."""
+    op.execute("SET LOCAL lock_timeout = '5s'")
     op.drop_column("todos", "archived_at")
