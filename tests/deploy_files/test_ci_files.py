@@ -120,12 +120,14 @@ def test_github_workflow_jobs_may_only_read_the_code_and_keep_no_token(baked: Ba
 
 
 @on(WITH_GITHUB)
-def test_github_workflows_have_no_zizmor_finding_above_low(
+def test_github_workflows_and_dependabot_have_no_zizmor_finding_above_low(
     baked: Baked, validators: Validators
 ) -> None:
-    workflows = sorted((baked.path / ".github" / "workflows").glob("*.y*ml"))
-    assert workflows
-    require_no_zizmor_findings(validators.run(zizmor(), workflows), "the baked workflows")
+    github = baked.path / ".github"
+    workflows = sorted((github / "workflows").glob("*.y*ml"))
+    assert len(workflows) > 1, "CI and the update jobs"
+    inputs = [*workflows, *github.glob("dependabot.y*ml")]
+    require_no_zizmor_findings(validators.run(zizmor(), inputs), "the baked .github files")
 
 
 @on(WITH_GITHUB)
