@@ -92,11 +92,12 @@ def test_github_workflow_lints_audits_tests_and_builds_the_image(baked: Baked) -
 
 
 @on(WITH_GITHUB)
-def test_github_workflow_uses_official_actions_pinned_to_a_commit_with_its_release(
+def test_github_workflows_use_official_actions_pinned_to_a_commit_with_its_release(
     baked: Baked,
 ) -> None:
     minimum = {"actions/checkout": 4, "actions/setup-python": 5}
-    uses = USES.findall(baked.text(".github/workflows/ci.yml"))
+    workflows = sorted((baked.path / ".github" / "workflows").glob("*.y*ml"))
+    uses = [found for path in workflows for found in USES.findall(path.read_text())]
     assert uses
     for action, ref, comment in uses:
         assert action in minimum, f"{action}: only the official actions"
