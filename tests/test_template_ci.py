@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import BAKED_VARIANTS_VARIABLE
+from deploy_files.validators import USES, require_no_zizmor_findings, zizmor
 from template import TEMPLATE_DIR, choices
 
 WORKFLOW = TEMPLATE_DIR / ".github" / "workflows" / "ci.yml"
@@ -138,6 +140,33 @@ def test_the_workflow_matches_githubs_schema(schema: str, tmp_path: Path) -> Non
     broken.write_text(text.replace("    runs-on: ubuntu-latest\n    timeout-minutes: 10\n", ""))
     assert broken.read_text() != text
     assert check_schema(broken, schema).returncode != 0
+
+
+def test_the_workflow_has_no_zizmor_finding_above_low() -> None:
+    result = subprocess.run(
+        [*zizmor(), str(WORKFLOW)], capture_output=True, text=True, timeout=120, check=False
+    )
+    require_no_zizmor_findings(result, str(WORKFLOW.relative_to(TEMPLATE_DIR)))
+
+
+def test_every_job_may_only_read_the_code_and_keeps_no_token(workflow: dict[Any, Any]) -> None:
+    assert workflow["permissions"] == {}, "nothing by default: each job asks for its own"
+    for job_id, job in workflow["jobs"].items():
+        assert job["permissions"] == {"contents": "read"}, job_id
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False, (
+                    f"{job_id} pushes nothing"
+                )
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_release_named() -> None:
+    uses = USES.findall(WORKFLOW.read_text(encoding="utf-8"))
+    assert uses
+    for action, ref, comment in uses:
+        assert action.startswith("actions/"), f"{action}: only the official actions"
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action}@{ref}: pin a full commit SHA"
+        assert re.fullmatch(r" # v\d+\.\d+\.\d+", comment), f"{action}@{ref}: name its release"
 
 
 def test_every_job_has_a_readable_name_and_a_short_time_limit(workflow: dict[Any, Any]) -> None:

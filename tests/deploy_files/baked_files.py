@@ -295,6 +295,30 @@ class Baked:
         return dict(self.resource("ConfigMap", "-settings")["data"])
 
     @cached_property
+    def setting_defaults(self) -> dict[str, str]:
+        """The defaults of the service's Settings in config.py, by environment variable."""
+        config = self.path / "src" / self.answers["package_name"] / "config.py"
+        defaults = {}
+        for node in ast.walk(ast.parse(config.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ClassDef) and node.name == "Settings"):
+                continue
+            for field in node.body:
+                if not (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)):
+                    continue
+                value = field.value
+                if isinstance(value, ast.Call):
+                    value = next((k.value for k in value.keywords if k.arg == "default"), None)
+                if isinstance(value, ast.Constant):
+                    defaults[field.target.id.upper()] = str(value.value)
+        return defaults
+
+    def stop_seconds(self, overrides: dict[str, str]) -> int:
+        """DRAIN_SECONDS + GRACEFUL_TIMEOUT, as set by overrides or else config.py's defaults:
+        how long a web process may take to stop after SIGTERM, before any SIGKILL."""
+        values = {**self.setting_defaults, **overrides}
+        return int(values["DRAIN_SECONDS"]) + int(values["GRACEFUL_TIMEOUT"])
+
+    @cached_property
     def app_routes(self) -> set[str]:
         """The URL paths the baked app's view functions are registered on."""
         routes = set()

@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from .baked_files import WITH_GITHUB, WITH_GITLAB, Baked, on
-from .validators import Validators
+from .validators import USES, Validators, require_no_zizmor_findings, zizmor
 
 
 def test_ci_files_are_those_of_the_chosen_system(baked: Baked) -> None:
@@ -83,17 +83,52 @@ def test_github_workflow_lints_audits_tests_and_builds_the_image(baked: Baked) -
     assert "push" not in build
     for name, job in jobs.items():
         actions = [step["uses"] for step in job["steps"] if "uses" in step]
-        for action in actions:
-            owner_name, _, version = action.partition("@")
-            minimum = {"actions/checkout": 4, "actions/setup-python": 5}
-            assert owner_name in minimum, f"{name} uses {action}: only the official actions"
-            assert int(version.removeprefix("v").split(".")[0]) >= minimum[owner_name], action
         if "actions/setup-python" in " ".join(actions):
             setup = next(
                 s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")
             )
             assert setup["with"]["python-version"] == baked.answers["python_version"]
             assert any(re.search(r"pip install \"uv[>=<,.\d]*\"", run) for run in runs[name])
+
+
+@on(WITH_GITHUB)
+def test_github_workflows_use_official_actions_pinned_to_a_commit_with_its_release(
+    baked: Baked,
+) -> None:
+    minimum = {"actions/checkout": 4, "actions/setup-python": 5}
+    workflows = sorted((baked.path / ".github" / "workflows").glob("*.y*ml"))
+    uses = [found for path in workflows for found in USES.findall(path.read_text())]
+    assert uses
+    for action, ref, comment in uses:
+        assert action in minimum, f"{action}: only the official actions"
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{action}@{ref}: pin a full commit SHA"
+        release = re.fullmatch(r" # v(\d+)\.\d+\.\d+", comment)
+        assert release, f"{action}@{ref}: name its release in a comment, e.g. # v5.1.0"
+        assert int(release[1]) >= minimum[action], f"{action} {comment}"
+
+
+@on(WITH_GITHUB)
+def test_github_workflow_jobs_may_only_read_the_code_and_keep_no_token(baked: Baked) -> None:
+    workflow = baked.yaml(".github/workflows/ci.yml")
+    assert workflow["permissions"] == {}, "nothing by default: each job asks for its own"
+    for name, job in workflow["jobs"].items():
+        assert job["permissions"] == {"contents": "read"}, name
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False, (
+                    f"{name} pushes nothing"
+                )
+
+
+@on(WITH_GITHUB)
+def test_github_workflows_and_dependabot_have_no_zizmor_finding_above_low(
+    baked: Baked, validators: Validators
+) -> None:
+    github = baked.path / ".github"
+    workflows = sorted((github / "workflows").glob("*.y*ml"))
+    assert len(workflows) > 1, "CI and the update jobs"
+    inputs = [*workflows, *github.glob("dependabot.y*ml")]
+    require_no_zizmor_findings(validators.run(zizmor(), inputs), "the baked .github files")
 
 
 @on(WITH_GITHUB)

@@ -5,6 +5,7 @@ The compose stack is also started on a real engine, in tests/test_compose_stack.
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 
@@ -36,9 +37,6 @@ def test_compose_runs_the_procfile_with_its_backing_services(baked: Baked) -> No
         assert service["read_only"] is True
         assert service["tmpfs"] == [TMPFS]
         assert service["depends_on"]["db"] == {"condition": "service_healthy"}
-        if name != "migrate":
-            condition = {"condition": "service_completed_successfully"}
-            assert service["depends_on"]["migrate"] == condition
 
 
 def test_compose_backing_services_are_healthchecked(baked: Baked) -> None:
@@ -76,17 +74,48 @@ def test_compose_reads_settings_from_env_and_points_at_its_services(baked: Baked
         assert parsed["host"] is None or re.fullmatch(r"\d+-\d+", parsed["host"]), mapping
 
 
-def test_compose_stop_grace_periods_outlast_the_shutdown_timeouts(baked: Baked) -> None:
+def test_compose_processes_start_only_after_the_release_completed(baked: Baked) -> None:
     services = baked.compose["services"]
-    drain = int(baked.env_example["DRAIN_SECONDS"])
-    graceful = int(baked.env_example["GRACEFUL_TIMEOUT"])
-    assert compose_seconds(services["web"]["stop_grace_period"]) > drain + graceful
-    if baked.celery:
-        soft_limit = int(baked.env_example["TASK_SOFT_TIME_LIMIT"])
-        time_limit = int(baked.env_example["TASK_TIME_LIMIT"])
-        assert soft_limit < time_limit
-        grace = compose_seconds(services["worker"]["stop_grace_period"])
-        assert grace > time_limit + WORKER_STOP_SECONDS
+    assert services["migrate"]["command"] == baked.procfile["release"]
+    assert services["migrate"]["restart"] == "no", "the release runs once per up"
+    for name in ["web", *(["worker"] if baked.celery else [])]:
+        condition = services[name]["depends_on"].get("migrate")
+        assert condition == {"condition": "service_completed_successfully"}, name
+
+
+def test_compose_web_is_healthy_only_while_readyz_answers(baked: Baked) -> None:
+    kind, *command = baked.compose["services"]["web"]["healthcheck"]["test"]
+    assert kind == "CMD"
+    assert command[:2] == ["python", "-c"]
+    code = command[2]
+    ast.parse(code)
+    assert "os.environ.get('PORT', '8000')" in code
+    assert "/readyz'" in code
+    assert "/readyz" in baked.app_routes
+
+
+def test_compose_web_stop_grace_period_covers_the_drain_and_the_graceful_timeout(
+    baked: Baked,
+) -> None:
+    grace = compose_seconds(baked.compose["services"]["web"]["stop_grace_period"])
+    # With the .env that `make .env` writes from .env.example, and with none (the defaults).
+    for settings in (baked.env_example, {}):
+        stop_seconds = baked.stop_seconds(settings)
+        assert grace > stop_seconds, (
+            f"stop_grace_period {grace}s must outlast DRAIN_SECONDS + GRACEFUL_TIMEOUT "
+            f"({stop_seconds}), or docker kills requests in flight"
+        )
+
+
+def test_compose_worker_stop_grace_period_outlasts_the_task_time_limit(baked: Baked) -> None:
+    if not baked.celery:
+        assert "worker" not in baked.compose["services"]
+        return
+    soft_limit = int(baked.env_example["TASK_SOFT_TIME_LIMIT"])
+    time_limit = int(baked.env_example["TASK_TIME_LIMIT"])
+    assert soft_limit < time_limit
+    grace = compose_seconds(baked.compose["services"]["worker"]["stop_grace_period"])
+    assert grace > time_limit + WORKER_STOP_SECONDS
 
 
 def test_compose_worker_is_checked_by_asking_the_worker_not_the_web_port(baked: Baked) -> None:

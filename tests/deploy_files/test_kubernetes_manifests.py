@@ -53,10 +53,10 @@ def test_every_manifest_is_in_a_kustomization_and_every_entry_exists(baked: Bake
             else:
                 yield target
 
-    in_base = sorted(listed(root / "base"))
-    assert in_base == sorted(
+    in_base = {*listed(root / "base"), *listed(root / "base" / "release")}
+    assert in_base == {
         p.resolve() for p in (root / "base").rglob("*.yaml") if p.name != "kustomization.yaml"
-    )
+    }
     assert (root / "secret.example.yaml").resolve() not in in_base
 
 
@@ -90,7 +90,7 @@ def test_kustomize_overlays_render_and_pass_strict_validation(
         if overlay.endswith("release"):
             assert kinds == ["ConfigMap", "Job"]
         else:
-            assert "Job" in kinds
+            assert "Job" not in kinds
             assert "Deployment" in kinds
     kubernetes_validate(validators, rendered_files)
 
@@ -106,7 +106,6 @@ def test_web_deployment_probes_and_drains(baked: Baked) -> None:
         kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "liveness", "readiness")
     }
     assert probes["liveness"]["path"] == "/healthz"
-    assert probes["readiness"]["path"] == "/readyz"
     assert {probe["port"] for probe in probes.values()} == {"http"}
     missing = {probe["path"] for probe in probes.values()} - baked.app_routes
     assert missing == set(), f"probe paths the app does not serve: {missing}"
@@ -118,9 +117,81 @@ def test_web_deployment_probes_and_drains(baked: Baked) -> None:
     assert readiness["periodSeconds"] * readiness["failureThreshold"] < drain, (
         "the pod must fail its readiness probe, and leave the Service, within the drain"
     )
-    graceful = int(baked.settings["GRACEFUL_TIMEOUT"])
-    assert pod_spec(deployment)["terminationGracePeriodSeconds"] > drain + graceful
     assert "replicas" not in deployment["spec"], "the HorizontalPodAutoscaler owns replicas"
+
+
+@on(WITH_KUBERNETES)
+def test_web_rollout_starts_a_new_pod_before_it_stops_an_old_one(baked: Baked) -> None:
+    strategy = baked.resource("Deployment", "-web")["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    rolling = strategy["rollingUpdate"]
+    assert str(rolling["maxUnavailable"]) in {"0", "0%"}, "no old pod stops before a new one is up"
+    assert str(rolling["maxSurge"]) not in {"0", "0%"}, "with none unavailable, one must surge"
+
+
+@on(WITH_KUBERNETES)
+def test_web_pods_get_traffic_only_while_readyz_answers(baked: Baked) -> None:
+    container = only_container(baked.resource("Deployment", "-web"))
+    readiness = container["readinessProbe"]["httpGet"]
+    assert readiness["path"] == "/readyz"
+    assert "/readyz" in baked.app_routes
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports[readiness["port"]] == int(baked.settings["PORT"])
+
+
+@on(WITH_KUBERNETES)
+def test_web_grace_period_covers_the_drain_and_the_graceful_timeout(baked: Baked) -> None:
+    deployment = baked.resource("Deployment", "-web")
+    env = {item["name"]: item["value"] for item in only_container(deployment).get("env", [])}
+    stop_seconds = baked.stop_seconds({**baked.settings, **env})
+    grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+    assert grace > stop_seconds, (
+        f"terminationGracePeriodSeconds {grace} must outlast DRAIN_SECONDS + GRACEFUL_TIMEOUT "
+        f"({stop_seconds}), or the kubelet kills requests in flight"
+    )
+
+
+def kustomized(directory: Path) -> list[tuple[str, str]]:
+    """The (kind, name) of every resource a kustomization (or component) directory lists."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    found = []
+    for entry in kustomization.get("resources", []) + kustomization.get("components", []):
+        target = (directory / entry).resolve()
+        if target.is_dir():
+            found += kustomized(target)
+        else:
+            for resource in yaml.safe_load_all(target.read_text()):
+                found.append((resource["kind"], resource["metadata"]["name"]))
+    return found
+
+
+@on(WITH_KUBERNETES)
+def test_release_job_completes_before_the_new_web_deployment_is_applied(baked: Baked) -> None:
+    slug = baked.answers["project_slug"]
+    overlay = baked.path / "deploy" / "kubernetes" / "overlays" / "example"
+    release_step = kustomized(overlay / "release")
+    assert ("Job", f"{slug}-migrate") in release_step
+    assert [kind for kind, _ in release_step if kind == "Deployment"] == []
+    processes = kustomized(overlay)
+    assert ("Deployment", f"{slug}-web") in processes
+    assert [kind for kind, _ in processes if kind == "Job"] == [], (
+        "applying the processes must not run the release again beside the new pods"
+    )
+    # The documented deploy: the release step, waited for, then the processes.
+    commands = [
+        " ".join(line.split("#")[0].split())
+        for line in baked.text("README.md").splitlines()
+        if line.startswith("kubectl ")
+    ]
+    steps = [
+        "kubectl apply -k deploy/kubernetes/overlays/example/release",
+        f"kubectl wait --for=condition=complete --timeout=10m job/{slug}-migrate",
+        "kubectl apply -k deploy/kubernetes/overlays/example",
+    ]
+    assert all(step in commands for step in steps), commands
+    assert [commands.index(step) for step in steps] == sorted(
+        commands.index(step) for step in steps
+    ), f"the README must deploy in this order: {steps}"
 
 
 def _check_hardened(workload: dict[str, Any], uid: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from .baked_files import Baked, Bakery
-from .validators import KUBERNETES_VERSION, Validators, check_jsonschema, kubernetes_validate, tool
+from .validators import (
+    KUBERNETES_VERSION,
+    Validators,
+    check_jsonschema,
+    kubernetes_validate,
+    tool,
+    zizmor,
+)
 
 
 def test_hadolint_rejects_a_dockerfile_with_an_unpinned_apt_install(
@@ -77,6 +85,27 @@ def test_github_workflows_schema_rejects_a_job_without_runs_on(
     result = check_jsonschema("vendor.github-workflows", broken)
     assert result.returncode != 0
     assert "$.jobs.lint" in result.stdout
+
+
+def test_zizmor_rejects_a_tag_a_kept_token_and_an_event_field_in_a_script(
+    default_bake: Baked, tmp_path: Path
+) -> None:
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    broken = workflows / "ci.yml"
+    text = default_bake.text(".github/workflows/ci.yml")
+    unpinned = re.sub(r"(actions/setup-python)@[0-9a-f]{40}", r"\1@v6", text, count=1)
+    kept_token = unpinned.replace("        with:\n          persist-credentials: false\n", "", 1)
+    injected = kept_token.replace(
+        "      - run: make lint\n",
+        '      - run: make lint\n      - run: echo "${{ github.event.pull_request.title }}"\n',
+    )
+    assert injected.count("${{") == 1
+    broken.write_text(injected)
+    result = subprocess.run([*zizmor(), str(broken)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    for audit in ("unpinned-uses", "artipacked", "template-injection"):
+        assert f"[{audit}]" in result.stdout, audit
 
 
 def test_gitlab_ci_schema_rejects_a_misspelt_keyword(bakery: Bakery, tmp_path: Path) -> None:

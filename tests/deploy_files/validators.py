@@ -1,14 +1,16 @@
 """The validators, each run once per distinct input.
 
 hadolint, check-jsonschema's built-in `vendor.*` schemas, kubernetes-validate --strict
-against the newest Kubernetes it ships, and `kubectl kustomize` where kubectl is
-installed: all offline, all installed beside pytest by `make install`.
+against the newest Kubernetes it ships, zizmor on the GitHub workflows, and `kubectl
+kustomize` where kubectl is installed: all offline, all but kubectl installed beside pytest
+by `make install`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +156,26 @@ def kubernetes_validate(validators: Validators, files: list[Path]) -> str:
     if problems:
         pytest.fail("kubernetes-validate:\n" + "\n".join(problems), pytrace=False)
     return result.stdout
+
+
+# A workflow step's action: owner/name, the ref after @, and the rest of the line. zizmor
+# checks that the ref is a commit; the rest should name the release it is, for the reader.
+USES = re.compile(r"^\s*(?:- )?uses: ([^@\s]+)@(\S+)(.*)$", re.MULTILINE)
+
+
+def zizmor() -> list[str]:
+    """zizmor offline, with its default persona, reporting what is above "low".
+
+    No configuration is read, so that no zizmor.yml nearby can switch an audit off.
+    """
+    return [tool("zizmor"), "--offline", "--no-config", "--color=never", "--min-severity=medium"]
+
+
+def require_no_zizmor_findings(result: subprocess.CompletedProcess[str], what: str) -> None:
+    """Fail with zizmor's report if it found anything (or did not run)."""
+    if result.returncode != 0 or "No findings to report" not in result.stdout:
+        pytest.fail(
+            f"zizmor finds problems above low in {what}; fix each as its audit's "
+            f"documentation says:\n{result.stdout}{result.stderr}",
+            pytrace=False,
+        )
