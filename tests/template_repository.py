@@ -18,6 +18,11 @@ import pytest
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 TOOLS = Path(sys.executable).parent
+# The change the tests make to the template: a new file, and a line of the README changed.
+NEW_TEMPLATE_FILE = "{{cookiecutter.project_slug}}/docs/CHANGES.md"
+NEW_FILE_TEXT = "# Changes to {{ cookiecutter.project_name }}\n"
+TEMPLATE_README = "{{cookiecutter.project_slug}}/README.md"
+TEMPLATE_LINE = ("## Layout\n", "## Layout of the project\n")
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Template Tests",
     "GIT_AUTHOR_EMAIL": "tests@example.com",
@@ -111,3 +116,15 @@ def bake_with_cruft(
     run(project, "git", "init", "--quiet", "--initial-branch", "main")
     commit_all(project, "Baked from the template")
     return project
+
+
+def commit_template_change(
+    template: Path, message: str, line: tuple[str, str] = TEMPLATE_LINE, new_file: bool = True
+) -> str:
+    """Change a line of the template's README (and add NEW_TEMPLATE_FILE), and commit."""
+    replace_line(template / TEMPLATE_README, *line)
+    if new_file:
+        path = template / NEW_TEMPLATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(NEW_FILE_TEXT, encoding="utf-8")
+    return commit_all(template, message)

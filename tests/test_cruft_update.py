@@ -19,8 +19,10 @@ import pytest
 from baked_project import BakedProject, describe_failure, own_tools_env
 from interpreters import find_interpreter
 from template_repository import (
+    TEMPLATE_LINE,
     bake_with_cruft,
     commit_all,
+    commit_template_change,
     cruft,
     replace_line,
     template_repository,
@@ -28,11 +30,8 @@ from template_repository import (
 
 pytestmark = pytest.mark.baked
 
-# Commit B of the template, and the owner's own edit of the baked project: both in the
-# README, in different places, so the update has to merge rather than overwrite.
-NEW_TEMPLATE_FILE = "{{cookiecutter.project_slug}}/docs/CHANGES.md"
-NEW_FILE_TEXT = "# Changes to {{ cookiecutter.project_name }}\n"
-TEMPLATE_LINE = ("## Layout\n", "## Layout of the project\n")
+# The owner's own edit of the baked project: in the README, as commit B of the template
+# (TEMPLATE_LINE), in another place, so the update has to merge rather than overwrite.
 OWNER_LINE = ("A twelve-factor Flask service.\n", "Keeps the team's todo lists.\n")
 
 
@@ -54,11 +53,7 @@ def round_trip(tmp_path_factory: pytest.TempPathFactory, cookiecutter_config: Pa
     replace_line(project / "README.md", *OWNER_LINE)
     commit_all(project, "Say what the service is for")
 
-    new_file = template / NEW_TEMPLATE_FILE
-    new_file.parent.mkdir(parents=True, exist_ok=True)
-    new_file.write_text(NEW_FILE_TEXT, encoding="utf-8")
-    replace_line(template / "{{cookiecutter.project_slug}}" / "README.md", *TEMPLATE_LINE)
-    commit_b = commit_all(template, "B")
+    commit_b = commit_template_change(template, "B")
 
     check_before_update = cruft(project, "check")
     update = cruft(project, "update", "--skip-apply-ask", "--allow-untracked-files")

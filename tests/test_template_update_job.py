@@ -17,8 +17,10 @@ import pytest
 
 from change_requests import TOKEN, StandInApi, run_job, runner_environment, stand_in_api
 from template_repository import (
+    TEMPLATE_LINE,
     bake_with_cruft,
     commit_all,
+    commit_template_change,
     cruft,
     replace_line,
     run,
@@ -30,9 +32,6 @@ pytestmark = pytest.mark.baked
 
 MODULE = "ci.template_update"
 BRANCH = "template-update"
-NEW_TEMPLATE_FILE = "{{cookiecutter.project_slug}}/docs/CHANGES.md"
-README = "{{cookiecutter.project_slug}}/README.md"
-TEMPLATE_LINE = ("## Layout\n", "## Layout of the project\n")
 SECOND_TEMPLATE_LINE = ("## Tests\n", "## Tests and how to run them\n")
 
 
@@ -46,12 +45,7 @@ class Setting:
 
     def template_commit(self, message: str, change: tuple[str, str], new_file: bool) -> str:
         """Change a README line of the template (and add a file), and commit."""
-        replace_line(self.template / README, *change)
-        if new_file:
-            path = self.template / NEW_TEMPLATE_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("# Changes to {{ cookiecutter.project_name }}\n", encoding="utf-8")
-        return commit_all(self.template, message)
+        return commit_template_change(self.template, message, change, new_file)
 
     def origin_has(self, ref: str, path: str) -> bool:
         """Whether a branch of origin holds a file."""
