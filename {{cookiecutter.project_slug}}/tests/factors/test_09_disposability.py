@@ -224,6 +224,9 @@ class LoadBalancer:
             connection.connect()
         except ConnectionRefusedError:
             return "refused"
+        except OSError:
+            # Reset while connecting: the listener closed with the connection in its backlog.
+            return "cut"
         try:
             connection.request("GET", "/api/todos?limit=5")
             response = connection.getresponse()
