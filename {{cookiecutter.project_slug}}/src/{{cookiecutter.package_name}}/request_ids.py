@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +21,10 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def request_id_for(environ: dict[str, Any]) -> str:
-    """The caller's id if it is sane, else a new one."""
+    """The caller's id if it is sane, else a new one: 128 random bits in hex, as unique as a
+    UUID4's hex without building a UUID on every request."""
     candidate = environ.get(ENVIRON_KEY, "")
-    return candidate if SANE_REQUEST_ID.fullmatch(candidate) else uuid.uuid4().hex
+    return candidate if SANE_REQUEST_ID.fullmatch(candidate) else secrets.token_hex(16)
 
 
 class RequestIds:

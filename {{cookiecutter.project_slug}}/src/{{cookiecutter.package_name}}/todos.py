@@ -134,7 +134,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 TODOS = Todo.__table__
 TODO_ROW_BY_ID = select(TODOS).where(TODOS.c.id == bindparam("todo_id"))
 TODO_BY_ID = select(Todo).where(Todo.id == bindparam("todo_id"))
+# A page's size and position are parameters too, so that the two paging statements are
+# built (and their cache keys computed) once, not on every request.
 NEWEST_FIRST = select(TODOS).order_by(TODOS.c.created_at.desc(), TODOS.c.id.desc())
+FIRST_PAGE = NEWEST_FIRST.limit(bindparam("rows"))
+PAGE_AFTER_CURSOR = NEWEST_FIRST.where(
+    tuple_(TODOS.c.created_at, TODOS.c.id)
+    < tuple_(bindparam("after_created_at"), bindparam("after_id"))
+).limit(bindparam("rows"))
 
 
 def no_such_todo(todo_id: int) -> Problem:
@@ -170,15 +177,16 @@ PAGE_REFUSED = {
 )
 def list_todos(query: TodoListQuery) -> TodoPage:
     """List todos, newest first, one page at a time."""
-    statement = NEWEST_FIRST
+    # One row beyond the page tells whether there is a next one.
+    parameters: dict[str, Any] = {"rows": query.limit + 1}
+    statement = FIRST_PAGE
     if query.cursor is not None:
-        statement = statement.where(
-            tuple_(TODOS.c.created_at, TODOS.c.id) < tuple_(*decode_cursor(query.cursor))
-        )
-    rows = get_connection().execute(statement.limit(query.limit + 1)).all()
+        statement = PAGE_AFTER_CURSOR
+        parameters["after_created_at"], parameters["after_id"] = decode_cursor(query.cursor)
+    rows = get_connection().execute(statement, parameters).all()
     page = rows[: query.limit]
     next_cursor = None
-    if len(rows) > query.limit:  # a row beyond the page: there is a next one
+    if len(rows) > query.limit:
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id)
     return TodoPage(items=[TodoOut.model_validate(row) for row in page], next_cursor=next_cursor)
 

@@ -111,6 +111,11 @@ def has_body(environ: dict[str, Any]) -> bool:
     )
 
 
+def announces_body(req: Any) -> bool:
+    """Whether a request gunicorn parsed announces a body (its header names are upper case)."""
+    return any(name in ("CONTENT-LENGTH", "TRANSFER-ENCODING") for name, _ in req.headers)
+
+
 class CooperativeWorker(GeventWorker):
     """gunicorn's gevent worker, with deadlines on what the client sends."""
 
@@ -230,7 +235,9 @@ class CooperativeWorker(GeventWorker):
         try:
             super().handle_request(listener_name, req, sock, addr)  # type: ignore[no-untyped-call]
         finally:
-            if not discard_rest_of_body(
+            # Most requests announce no body: then there is nothing to wait for, and no
+            # deadline to set up for it.
+            if announces_body(req) and not discard_rest_of_body(
                 getattr(req, "body", None), self.linger_bytes, self.linger_seconds
             ):
                 req.must_close = True

@@ -127,6 +127,12 @@ INTERNALS = (
     ),
     Internal(
         "gunicorn.http.message.Message",
+        "headers",
+        None,
+        "concurrency.py: whether a request announced a body, left to read after its answer",
+    ),
+    Internal(
+        "gunicorn.http.message.Message",
         "must_close",
         None,
         "concurrency.py: a body not read to its end closes the connection",
