@@ -26,11 +26,17 @@ def count_todos(database_url: str) -> int:
     return int(total or 0)
 
 
+# The zone of every test database: not UTC (half an hour off, even), as a server's may not
+# be. The service must still write its times in UTC (db.py), and each test reading one shows it.
+SERVER_TIME_ZONE = "America/St_Johns"
+
+
 def create_database(admin_url: URL, name: str) -> None:
-    """Create an empty database on the server of admin_url."""
+    """Create an empty database on the server of admin_url, in SERVER_TIME_ZONE."""
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f"ALTER DATABASE \"{name}\" SET TimeZone = '{SERVER_TIME_ZONE}'"))
     engine.dispose()
 
 

@@ -80,8 +80,10 @@ class Database:
             connect_args={
                 "connect_timeout": 5,
                 # Session settings sent when each connection opens: no extra round trip.
+                # Times come back in UTC, as the API writes them, whatever the server's zone.
                 "options": (
-                    f"-c statement_timeout={settings.database_statement_timeout}s"
+                    "-c TimeZone=UTC"
+                    f" -c statement_timeout={settings.database_statement_timeout}s"
                     f" -c lock_timeout={settings.database_lock_timeout}s"
                 ),
             },

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -14,7 +13,6 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     TypeAdapter,
-    field_serializer,
     field_validator,
     model_validator,
 )
@@ -87,11 +85,6 @@ class TodoListQuery(BaseModel):
     )
 
 
-def utc_timestamp(value: datetime) -> str:
-    """A time as the API writes it: ISO 8601 in UTC, with a Z."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def document_every_column(schema: dict[str, Any]) -> None:
     """Put in the OpenAPI document the columns of a todo that an option adds, typed as such."""
     for name in ADDED_COLUMNS:
@@ -103,7 +96,11 @@ def document_every_column(schema: dict[str, Any]) -> None:
 
 
 class TodoOut(BaseModel):
-    """A todo as the API shows it: every column of its row, any an option adds included."""
+    """A todo as the API shows it: every column of its row, any an option adds included.
+
+    Its times are written as pydantic writes an aware datetime, in ISO 8601; the database
+    sends them in UTC (db.py sets each session's zone), so they end in Z.
+    """
 
     model_config = ConfigDict(
         from_attributes=True, extra="allow", json_schema_extra=document_every_column
@@ -118,20 +115,12 @@ class TodoOut(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _with_added_columns(cls, todo: object) -> object:
-        # With no column added, pydantic reads the fields off the row itself (from_attributes),
-        # quicker than building a dict here for every todo of every answer.
+        # A row read for an answer comes as a dict of its columns (todos.row_dicts). A todo
+        # loaded through the ORM (after a write) is read here column by column, as
+        # from_attributes would leave out the columns TodoOut does not declare.
         if not ADDED_COLUMNS or isinstance(todo, dict):
             return todo
-        values = {name: getattr(todo, name) for name in DECLARED_COLUMNS}
-        # An added column is shown as it is, a time in the same form as the declared ones.
-        for name in ADDED_COLUMNS:
-            value = getattr(todo, name)
-            values[name] = utc_timestamp(value) if isinstance(value, datetime) else value
-        return values
-
-    @field_serializer("created_at", "updated_at")
-    def _as_utc(self, value: datetime) -> str:
-        return utc_timestamp(value)
+        return {name: getattr(todo, name) for name in (*DECLARED_COLUMNS, *ADDED_COLUMNS)}
 
 
 DECLARED_COLUMNS = tuple(TodoOut.model_fields)
