@@ -149,7 +149,7 @@ def row_dicts(result: Result[Any]) -> list[dict[str, Any]]:
     times quicker to build than with Row._asdict(), and the Row's own attributes are slower
     still for pydantic to read one by one."""
     columns = tuple(result.keys())
-    return [dict(zip(columns, row, strict=True)) for row in result]
+    return [dict(zip(columns, row, strict=True)) for row in result.all()]
 
 
 def no_such_todo(todo_id: int) -> Problem:
