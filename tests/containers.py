@@ -383,14 +383,20 @@ def container_engine() -> Iterator[Engine]:
         env.pop("DOCKER_CONTEXT", None)
         with log_path.open("wb") as log:
             daemon = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        engine = Engine(env=env, cache=cache, private=True)
         try:
             _wait_for_daemon(daemon, env, log_path)
-            engine = Engine(env=env, cache=cache, private=True)
             # Leftovers of a run that was killed before it could clean up.
             for kind in ("container", "volume", "network"):
                 engine.docker(kind, "prune", "--force")
             yield engine
         finally:
+            # Containers still running would outlive the daemon (their containerd shims stay):
+            # each is removed, by its id, before the daemon is stopped.
+            if daemon.poll() is None:
+                leftovers = engine.docker("ps", "--all", "--quiet", timeout=60).stdout.split()
+                if leftovers:
+                    engine.docker("rm", "--force", *leftovers, timeout=120)
             daemon.terminate()
             try:
                 daemon.wait(timeout=60)
