@@ -170,6 +170,16 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def members_of_groups(pgids: set[int]) -> set[int]:
+    """Live (non-zombie) processes whose process group is one of pgids, in one look at /proc."""
+    members = set()
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(pid_dir)
+        if fields and fields[0] != "Z" and int(fields[2]) in pgids:
+            members.add(int(pid_dir.name))
+    return members
+
+
 def child_pids(pid: int) -> list[int]:
     """The live processes whose parent is pid."""
     children = []

@@ -170,7 +170,7 @@ def measure_web(plan: Plan, loader: Loader, pipe: SqlPipe, b: Bake, logs: Path) 
 
         def our_pids() -> dict[str, set[int]]:
             """Every web process (and its workers), and their PostgreSQL backends."""
-            web_pids = {pid for server in servers for pid in procs.group_members(server.proc.pid)}
+            web_pids = procs.members_of_groups({server.proc.pid for server in servers})
             rows = pipe.sql(
                 b.label, b.url, "SELECT pid FROM pg_stat_activity WHERE datname = %s", [b.database]
             )
