@@ -1,5 +1,5 @@
 """How the baked service grows: paging in ever larger tables, and GET one todo at more
-connections (against its pooled-psycopg2 limit)."""
+connections (against its pooled-psycopg2 limit, both logging each request)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ EPOCH = "2020-01-01 00:00:00+00"
 def measure_connections(
     plan: Plan, loader: Loader, baked: WebServer, pooled: WebServer, get: Scenario
 ) -> dict[str, Any]:
-    """GET one todo at each connection count, baked and pooled baseline side by side."""
+    """GET one todo at each connection count, baked and pooled baseline side by side (the
+    servers of the web phase: the web line at INFO, the baseline +log)."""
     out: dict[str, Any] = {}
     for connections in plan.sweep_connections:
         runs: dict[str, list[dict[str, float]]] = {"baked": [], "pooled": []}
@@ -169,11 +170,13 @@ def render_growth(plan: Plan, growth: dict[str, Any], connections: dict[str, Any
     ]
     add(table(headers, rows))
     add("")
-    add("### GET /api/todos/<id> by connections, against Flask + pooled psycopg2")
+    add("### GET /api/todos/<id> by connections, against Flask + pooled psycopg2 +log")
     add("")
     add(
         f"{plan.sweep_reps} run(s) of {plan.growth_duration:g} s at each count, baked and "
-        "baseline alternating; wrk with min(2, connections) threads. The baseline's two sync "
+        "baseline alternating, both writing an access line per request (the web line at "
+        "LOG_LEVEL=INFO, the baseline with gunicorn's `--access-logfile -`); wrk with "
+        "min(2, connections) threads. The baseline's two sync "
         "workers serve one request each at a time, and the baked service's two gevent workers "
         "have two cores between them, so more connections mostly queue: throughput should hold "
         "and latency grow with the queue."

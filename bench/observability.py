@@ -23,7 +23,7 @@ from .bakes import Bake
 from .load import Loader
 from .plan import BENCH_DIR, Plan, progress
 from .report import fmt, incident_lines, median, spread, table
-from .servers import Scenario, WebServer, launch_web
+from .servers import Scenario, WebServer, launch_web, ready_all, stop_all
 from .sql import SqlPipe
 from .web import paired
 
@@ -39,6 +39,9 @@ SCENARIO_KEYS = ("healthz", "get")
 SERVERS = ("none", "opentelemetry", "traces")
 # Seconds to wait for the workers' last counts: a few of their one-second writes.
 COUNT_WAIT_S = 5
+# Seconds to wait for the first export: the SDK's batch delay (OTEL_BSP_SCHEDULE_DELAY,
+# 5 s by default) and a margin. A short run may end before any batch has left.
+EXPORT_WAIT_S = 7
 COUNTED = re.compile(r"^http_requests_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 
 
@@ -65,6 +68,19 @@ def sink_stats(sink: procs.Proc) -> dict[str, Any]:
     if status != 200:
         raise RuntimeError(f"the OTLP sink answered {status} to GET /stats")
     return dict(json.loads(body))
+
+
+def exported(sink: procs.Proc) -> dict[str, Any]:
+    """What the sink has received, once it has received something, or as it stands after
+    EXPORT_WAIT_S. Asked while the servers still run, since only the scheduled exports
+    arrive: a gevent worker's last batch, sent from an exit handler, fails with "can't create
+    new thread at interpreter shutdown" (seen with the web line on Python 3.12)."""
+    stop_at = time.monotonic() + EXPORT_WAIT_S
+    spans = sink_stats(sink)
+    while not spans["posts"] and time.monotonic() < stop_at:
+        time.sleep(0.2)
+        spans = sink_stats(sink)
+    return spans
 
 
 def counted_requests(port: int, sent: int) -> float:
@@ -104,12 +120,15 @@ def measure_observability(
         "SENTRY_DSN": "",
     }
     servers = {
-        "none": WebServer("obs-none", lambda: launch_web(default, logs, "obs-none"), incidents),
+        "none": WebServer(
+            "obs-none", lambda: launch_web(default, logs, "obs-none"), incidents, wait=False
+        ),
         "opentelemetry": WebServer(
             "obs-otel",
             # The same database as the default bake's, so both read the same cached pages.
             lambda: launch_web(traced, logs, "obs-otel", DATABASE_URL=default.url, **settings),
             incidents,
+            wait=False,
         ),
         "traces": WebServer(
             "obs-traces",
@@ -121,12 +140,14 @@ def measure_observability(
                 **{**settings, "METRICS_ENABLED": "false"},
             ),
             incidents,
+            wait=False,
         ),
     }
     runs: dict[str, list[dict[str, Any]]] = {
         f"{s.key}_{name}": [] for s in chosen for name in SERVERS
     }
     try:
+        ready_all(list(servers.values()))
         progress(
             f"observability: none on :{servers['none'].port}, opentelemetry on "
             f":{servers['opentelemetry'].port}, its traces alone on :{servers['traces'].port}, "
@@ -179,15 +200,9 @@ def measure_observability(
             r["requests"] for key, rs in runs.items() if key.endswith("_opentelemetry") for r in rs
         )
         counted = counted_requests(servers["opentelemetry"].port, sent)
+        spans = exported(sink)
     finally:
-        for server in servers.values():
-            server.stop()
-    # A stopped worker flushes the spans still waiting in its batch.
-    stop_at = time.monotonic() + 10
-    spans = sink_stats(sink)
-    while not spans["posts"] and time.monotonic() < stop_at:
-        time.sleep(0.2)
-        spans = sink_stats(sink)
+        stop_all(list(servers.values()))
     procs.stop(sink)
     progress(f"observability done; the sink received {spans}; /metrics counted {counted:.0f}")
     return {

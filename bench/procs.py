@@ -170,6 +170,16 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def members_of_groups(pgids: set[int]) -> set[int]:
+    """Live (non-zombie) processes whose process group is one of pgids, in one look at /proc."""
+    members = set()
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(pid_dir)
+        if fields and fields[0] != "Z" and int(fields[2]) in pgids:
+            members.add(int(pid_dir.name))
+    return members
+
+
 def child_pids(pid: int) -> list[int]:
     """The live processes whose parent is pid."""
     children = []
@@ -209,17 +219,27 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int | None:
     return None
 
 
+def smaps_kib(pid: int, *fields: str) -> int | None:
+    """The sum of these fields of /proc/PID/smaps_rollup, in KiB (None if it cannot be read)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return None
+    found = [int(line.split()[1]) for line in lines if line.split(":", 1)[0] in fields]
+    return sum(found) if len(found) == len(fields) else None
+
+
 def pss_kib(pid: int) -> int | None:
     """Proportional set size in KiB: resident pages, each shared page divided by the number
     of processes sharing it. Summed over a master and its forked workers, it counts the
     pages they share once, where RSS counts them in every process."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    return smaps_kib(pid, "Pss")
+
+
+def uss_kib(pid: int) -> int | None:
+    """Unique set size in KiB: the resident pages no other process shares, what stopping
+    this process alone would free."""
+    return smaps_kib(pid, "Private_Clean", "Private_Dirty")
 
 
 def http_request(

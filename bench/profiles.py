@@ -1,5 +1,6 @@
-"""Where the time goes: each limit's two apps profiled without a web server (appprofile.py,
-run with the default bake's interpreter), so that a missed target comes with its cause."""
+"""Where the time goes: the baked app and its limits profiled without a web server
+(appprofile.py, run with the default bake's interpreter), so that a missed target comes with
+its cause."""
 
 from __future__ import annotations
 
@@ -37,12 +38,14 @@ def profile_app(plan: Plan, b: Bake, app: str, paths: list[str], baseline: bool)
 
 
 def measure_profiles(plan: Plan, b: Bake, get_path: str) -> dict[str, Any]:
-    """The baked app on /healthz and GET one todo; bare Flask and the pooled app on theirs."""
+    """The baked app on /healthz and GET one todo; bare Flask on the first, the pooled app and
+    the SQLAlchemy app on the second."""
     baked_app = procs.procfile_command(b.path, "web")[-1]
     out = {
         "baked": profile_app(plan, b, baked_app, ["/healthz", get_path], baseline=False),
         "bare": profile_app(plan, b, "bare:app", ["/healthz"], baseline=True),
         "pooled": profile_app(plan, b, "pooled:app", [get_path], baseline=True),
+        "sqlalchemy": profile_app(plan, b, "sqlalchemy_app:app", [get_path], baseline=True),
     }
     for name, result in out.items():
         progress(
@@ -75,20 +78,22 @@ def render_profiles(profiles: dict[str, Any], get_path: str) -> list[str]:
         "`psycopg2 (waiting on PostgreSQL)` is the query's round trip."
     )
     add("")
-    pairs = [
-        ("`GET /healthz`", ("baked", "/healthz"), ("bare", "/healthz")),
-        ("`GET /api/todos/<id>`", ("baked", get_path), ("pooled", get_path)),
+    groups = [
+        ("`GET /healthz`", "/healthz", ["bare"]),
+        ("`GET /api/todos/<id>`", get_path, ["sqlalchemy", "pooled"]),
     ]
-    for title, (ours, ours_path), (limit, limit_path) in pairs:
-        baked = profiles[ours]["paths"][ours_path]
-        base = profiles[limit]["paths"][limit_path]
+    for title, path, limits in groups:
+        baked = profiles["baked"]["paths"][path]
+        bases = {limit: profiles[limit]["paths"][path] for limit in limits}
         add(
-            f"{title}: {baked['wall_us']:,.0f} µs per request in the baked app, "
-            f"{base['wall_us']:,.0f} µs in its limit ({limit})."
+            f"{title}: {baked['wall_us']:,.0f} µs per request in the baked app; in its limits, "
+            + ", ".join(f"{base['wall_us']:,.0f} µs ({limit})" for limit, base in bases.items())
+            + "."
         )
         add("")
         rows = [["baked", name, fmt(100 * share, 1)] for name, share in shares(baked)]
-        rows += [[limit, name, fmt(100 * share, 1)] for name, share in shares(base)]
+        for limit, base in bases.items():
+            rows += [[limit, name, fmt(100 * share, 1)] for name, share in shares(base)]
         add(table(["app", "package", "% of self time"], rows, numeric_from=2))
         add("")
         top = "; ".join(
@@ -99,7 +104,7 @@ def render_profiles(profiles: dict[str, Any], get_path: str) -> list[str]:
     add("Import of the app's module in a fresh interpreter (`python -X importtime`, self time):")
     add("")
     rows = []
-    for name in ("baked", "bare"):
+    for name in ("baked", "sqlalchemy", "bare"):
         imports = profiles[name]["import"]
         listed = list(imports["by_package_ms"].items())[:SHOWN_IMPORTS]
         rows += [[name, package, fmt(ms, 1)] for package, ms in listed]

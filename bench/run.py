@@ -4,14 +4,15 @@ Phases, each bounded in requests and time (README.md tells what each measures):
   1. bake the default, the worker=celery and the observability=opentelemetry projects;
      `make install` in each; one fresh PostgreSQL database per bake, migrated by the
      Procfile's release line (bakes.py);
-  2. web: wrk rounds over six scenarios, the LOG_LEVEL=INFO twins and the two baselines,
-     interleaved; GET one todo at 1 to 128 connections; memory (web.py, growth.py); then
+  2. web: wrk rounds over six scenarios at LOG_LEVEL=INFO, the LOG_LEVEL=WARNING twins and
+     the baselines with and without an access line, interleaved; GET one todo at 1 to 128
+     connections; memory (web.py, growth.py); then
      the opentelemetry bake (traces at 10%, metrics on) against the default one, on
      /healthz and GET one todo, interleaved (observability.py);
   3. database round trips per request through a counting proxy (roundtrips.py), and
      where the time of a request and of the import goes, profiled (profiles.py);
   4. paging in tables of growing size (growth.py);
-  5. start-up of the web line against bare Flask (limits.py);
+  5. start-up of the web line against the SQLAlchemy app and bare Flask (footprint.py);
   6. worker (celery bake): archive tasks drained by 1 vs 2 processes (worker.py);
   7. the newcomer's clock: bake, and bake to first 200 with uv and with pip (newcomer.py);
 then the Markdown report on stdout and in build/bench/latest.md (raw runs in latest.json).
@@ -36,8 +37,9 @@ from typing import Any
 
 from . import procs
 from .bakes import Bake, bake, make_install, run_release
+from .footprint import measure_startup, render_footprint
 from .growth import measure_growth, render_growth
-from .limits import measure_startup, render_footprint, render_limits
+from .limits import render_limits
 from .load import Loader
 from .newcomer import measure_newcomer, render_newcomer
 from .observability import measure_observability, render_observability

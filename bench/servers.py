@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -50,15 +51,18 @@ def start_web(b: Bake, logs: Path, name: str, **overrides: str) -> procs.Proc:
     return proc
 
 
-def launch_baseline(b: Bake, logs: Path, module: str) -> procs.Proc:
-    """Start bench/baselines/<module>.py under gunicorn with the web line's settings,
-    the bake's interpreter and database; 127.0.0.1 only, no access log (as WARNING)."""
+def launch_baseline(b: Bake, logs: Path, module: str, *, access_log: bool = False) -> procs.Proc:
+    """Start bench/baselines/<module>.py under gunicorn with the web line's settings, the
+    bake's interpreter and database, on 127.0.0.1. With access_log, gunicorn writes its own
+    text access line for each request on stdout, which goes to a log file as the web line's
+    does; without, nothing is written per request (as the web line at LOG_LEVEL=WARNING)."""
     port = procs.free_port()
     env = b.base_env()
     env.update(PATH=f"{b.bin}:{env.get('PATH', '')}", DATABASE_URL=b.url, PYTHONUNBUFFERED="1")
     command = [
         "gunicorn",
         *GUNICORN_SETTINGS,
+        *(["--access-logfile", "-"] if access_log else []),
         "--bind",
         f"127.0.0.1:{port}",
         "--worker-tmp-dir",
@@ -66,12 +70,13 @@ def launch_baseline(b: Bake, logs: Path, module: str) -> procs.Proc:
         "--no-control-socket",
         f"{module}:app",
     ]
+    name = f"{module}-log" if access_log else module
     return procs.start(
-        module,
+        name,
         command,
         cwd=BASELINES_DIR,
         env=env,
-        log_path=logs / f"{module}-{port}.log",
+        log_path=logs / f"{name}-{port}.log",
         port=port,
     )
 
@@ -105,12 +110,22 @@ class WebServer:
         launch: Callable[[], procs.Proc],
         incidents: list[str],
         probe: str = "/healthz",
+        *,
+        wait: bool = True,
     ) -> None:
+        """Launch it; unless told not to wait (to start several at once, then call ready()
+        on each), wait for its first 200 and its workers."""
         self.name, self.launch, self.incidents, self.probe = name, launch, incidents, probe
         self.restarts = 0
         self.scenarios: list[Scenario] = []
+        self.workers: list[int] = []
         self.proc = launch()
-        procs.wait_for_200(self.proc, probe)
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait for its first 200 on the probe, then for its list of workers to settle."""
+        procs.wait_for_200(self.proc, self.probe)
         self.workers = procs.settled_children(self.proc.pid)
 
     @property
@@ -155,10 +170,22 @@ class WebServer:
             self.restarts += 1
             procs.stop(self.proc)
             self.proc = self.launch()
-            procs.wait_for_200(self.proc, self.probe)
-            self.workers = procs.settled_children(self.proc.pid)
+            self.ready()
             warm(self.port, self.scenarios)
 
     def stop(self) -> None:
         """Stop the process and its workers."""
         procs.stop(self.proc)
+
+
+def ready_all(servers: Sequence[WebServer]) -> None:
+    """ready() on servers launched together, side by side (each waits half a second at least
+    for its workers to settle)."""
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        list(pool.map(WebServer.ready, servers))
+
+
+def stop_all(servers: Sequence[WebServer]) -> None:
+    """stop() on each server, side by side (each waits for its workers to leave)."""
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        list(pool.map(WebServer.stop, servers))

@@ -1,4 +1,5 @@
-"""Phase 2, web: the default bake's `web` line and the two baselines under wrk, interleaved."""
+"""Phase 2, web: the default bake's `web` line, its WARNING twin and the baselines under wrk,
+interleaved."""
 
 from __future__ import annotations
 
@@ -12,17 +13,37 @@ from .bakes import Bake, seed
 from .load import Loader
 from .plan import Plan, progress
 from .report import fmt, incident_lines, median, ratio, spread, table
-from .servers import Scenario, WebServer, launch_baseline, launch_web, page_items
+from .servers import (
+    Scenario,
+    WebServer,
+    launch_baseline,
+    launch_web,
+    page_items,
+    ready_all,
+    stop_all,
+)
 from .sql import SqlPipe
 
-# Scenarios also measured against a second web process with LOG_LEVEL=INFO (access logs on).
-INFO_TWINS = ("healthz", "first")
-# Scenarios also measured against a baseline, the least code that answers them.
-BASELINE_OF = {"healthz": "bare", "get": "pooled"}
-BASELINE_LABELS = {
-    "bare": "bare Flask returning a constant",
-    "pooled": "Flask + pooled psycopg2, same SELECT",
+# Scenarios also measured against a second, identical web process at LOG_LEVEL=WARNING
+# (no access line): the main one runs at INFO, as the service ships.
+WARNING_TWINS = ("healthz", "first", "get")
+# The baselines (bench/baselines/), each run twice: with gunicorn's own access line on stdout
+# ("+log", run next to the baked service at INFO) and without (next to its WARNING twin).
+# name: (module, what it is)
+BASELINES = {
+    "bare": ("bare", "bare Flask returning a constant"),
+    "pooled": ("pooled", "Flask + pooled psycopg2, same SELECT"),
+    "sqlalchemy": ("sqlalchemy_app", "SQLAlchemy app: Flask + SQLAlchemy Core, same statements"),
 }
+# The baselines each scenario is measured against, the closest first.
+BASELINES_OF = {"healthz": ("bare",), "first": ("sqlalchemy",), "get": ("sqlalchemy", "pooled")}
+LOGGED = "_log"
+
+
+def baseline_label(name: str) -> str:
+    """What a baseline server is, "+log" when it writes the access line."""
+    base = name.removesuffix(LOGGED)
+    return BASELINES[base][1] + (" +log" if name.endswith(LOGGED) else "")
 
 
 def deep_cursor(port: int, after: int) -> str:
@@ -68,61 +89,88 @@ def scenarios_for(plan: Plan, port: int, some_id: int) -> list[Scenario]:
     ]
 
 
+def run_order(
+    scenarios: list[Scenario], web: WebServer, twin: WebServer, baselines: dict[str, WebServer]
+) -> list[tuple[str, str, Scenario, WebServer]]:
+    """One round: (run key, label, scenario, server) in the order they run.
+
+    Each ratio's members sit side by side: for a scenario with a WARNING twin, its unlogged
+    baselines, the twin, its logged baselines, then the baked run at INFO, the closest
+    baseline next to the baked run it is compared with; the three list pages together."""
+    order: list[tuple[str, str, Scenario, WebServer]] = []
+    for s in scenarios:
+        names = BASELINES_OF.get(s.key, ())
+        if s.key in WARNING_TWINS:
+            for name in reversed(names):
+                label = f"{s.label} [baseline: {baseline_label(name)}]"
+                order.append((f"{s.key}_{name}", label, s, baselines[name]))
+            order.append((f"{s.key}_warning", f"{s.label} [LOG_LEVEL=WARNING]", s, twin))
+            for name in reversed([name + LOGGED for name in names]):
+                label = f"{s.label} [baseline: {baseline_label(name)}]"
+                order.append((f"{s.key}_{name}", label, s, baselines[name]))
+        order.append((s.key, s.label, s, web))
+    return order
+
+
 def measure_web(plan: Plan, loader: Loader, pipe: SqlPipe, b: Bake, logs: Path) -> dict[str, Any]:
-    """Interleaved wrk rounds over the scenarios, the INFO twins and the baselines; then
+    """Interleaved wrk rounds over the scenarios, the WARNING twins and the baselines; then
     GET one todo at several connection counts; then the memory of every web process."""
     ids = seed(pipe, b, plan.seed_todos)
     progress(f"seeded {len(ids)} todos")
     some_id = ids[len(ids) // 2]
     incidents: list[str] = []
-    web = WebServer("web-warning", lambda: launch_web(b, logs, "web-warning"), incidents)
-    web_info = WebServer(
-        "web-info", lambda: launch_web(b, logs, "web-info", LOG_LEVEL="INFO"), incidents
+    web = WebServer(
+        "web-info",
+        lambda: launch_web(b, logs, "web-info", LOG_LEVEL="INFO"),
+        incidents,
+        wait=False,
     )
-    baselines = {
-        "bare": WebServer("bare", lambda: launch_baseline(b, logs, "bare"), incidents),
-        "pooled": WebServer(
-            "pooled",
-            lambda: launch_baseline(b, logs, "pooled"),
-            incidents,
-            probe=f"/api/todos/{some_id}",
-        ),
-    }
-    servers = [web, web_info, *baselines.values()]
+    twin = WebServer(
+        "web-warning", lambda: launch_web(b, logs, "web-warning"), incidents, wait=False
+    )
+    baselines = {}
+    for base, (module, _) in BASELINES.items():
+        # The pooled baseline answers GET one todo alone.
+        probe = f"/api/todos/{some_id}" if base == "pooled" else "/healthz"
+        for logged in (False, True):
+            name = base + (LOGGED if logged else "")
+            baselines[name] = WebServer(
+                name,
+                lambda module=module, logged=logged: launch_baseline(
+                    b, logs, module, access_log=logged
+                ),
+                incidents,
+                probe=probe,
+                wait=False,
+            )
+    servers = [web, twin, *baselines.values()]
     try:
+        ready_all(servers)
         progress(
-            f"web (WARNING) on :{web.port}, web (INFO) on :{web_info.port}, bare Flask on "
-            f":{baselines['bare'].port}, pooled psycopg2 on :{baselines['pooled'].port}"
+            f"web (INFO) on :{web.port}, web (WARNING) on :{twin.port}, baselines on "
+            + ", ".join(f"{name} :{server.port}" for name, server in baselines.items())
         )
         scenarios = scenarios_for(plan, web.port, some_id)
         by_key = {s.key: s for s in scenarios}
         deep = by_key["deep"]
         if page_items(web.port, deep.path) != plan.page_size:
             raise RuntimeError(f"the deep page does not hold {plan.page_size} items")
+        same_answers(web, baselines, by_key)
         web.warm(scenarios)
-        web_info.warm([by_key[k] for k in INFO_TWINS])
-        for key, name in BASELINE_OF.items():
-            baselines[name].warm([by_key[key]])
+        twin.warm([by_key[k] for k in WARNING_TWINS])
+        for name, server in baselines.items():
+            base = name.removesuffix(LOGGED)
+            server.warm([by_key[key] for key, names in BASELINES_OF.items() if base in names])
 
-        # The run order of one round: each LOG_LEVEL=INFO twin and each baseline next to
-        # its baked run, the three list pages next to each other. Odd rounds run it
-        # backwards (A B B A ...), so a load on the machine that rises or falls during the
-        # session hits the members of each ratio alike.
-        order: list[tuple[str, str, Scenario, WebServer]] = []
-        for s in scenarios:
-            if s.key in INFO_TWINS:
-                order.append((f"{s.key}_info", f"{s.label} [LOG_LEVEL=INFO]", s, web_info))
-            order.append((s.key, s.label, s, web))
-            if s.key in BASELINE_OF:
-                name = BASELINE_OF[s.key]
-                label = f"{s.label} [baseline: {BASELINE_LABELS[name]}]"
-                order.append((f"{s.key}_{name}", label, s, baselines[name]))
+        # Odd rounds run the order backwards (A B B A ...), so a load on the machine that
+        # rises or falls during the session hits the members of each ratio alike.
+        order = run_order(scenarios, web, twin, baselines)
         runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in order}
         labels = {key: label for key, label, *_ in order}
 
         def our_pids() -> dict[str, set[int]]:
             """Every web process (and its workers), and their PostgreSQL backends."""
-            web_pids = {pid for server in servers for pid in procs.group_members(server.proc.pid)}
+            web_pids = procs.members_of_groups({server.proc.pid for server in servers})
             rows = pipe.sql(
                 b.label, b.url, "SELECT pid FROM pg_stat_activity WHERE datname = %s", [b.database]
             )
@@ -159,23 +207,17 @@ def measure_web(plan: Plan, loader: Loader, pipe: SqlPipe, b: Bake, logs: Path) 
                 )
 
         connections = growth.measure_connections(
-            plan, loader, web, baselines["pooled"], by_key["get"]
+            plan, loader, web, baselines["pooled" + LOGGED], by_key["get"]
         )
-        memory = {}
-        for name, server in (("baked", web), *baselines.items()):
-            workers = procs.child_pids(server.proc.pid)
-            memory[name] = {
-                "master_rss_kib": procs.rss_kib(server.proc.pid),
-                "worker_rss_kib": [procs.rss_kib(pid) for pid in workers],
-                "worker_peak_kib": server.peak_rss_kib(),
-                "worker_pss_kib": [procs.pss_kib(pid) for pid in workers],
-            }
+        memory = {
+            name: memory_of(server)
+            for name, server in (("baked", web), ("baked_warning", twin), *baselines.items())
+        }
         progress(f"web load done; memory (KiB) {memory}")
-        log_path = web.proc.log_path
+        log_path = twin.proc.log_path
         warning_lines = len(log_path.read_text(errors="replace").splitlines()) if log_path else 0
     finally:
-        for server in servers:
-            server.stop()
+        stop_all(servers)
     todo_count = pipe.sql(b.label, b.url, "SELECT count(*) FROM todos")[0][0]
     return {
         "scenarios": [asdict(s) for s in scenarios],
@@ -186,6 +228,36 @@ def measure_web(plan: Plan, loader: Loader, pipe: SqlPipe, b: Bake, logs: Path) 
         "warning_log_lines": warning_lines,
         "todos_after": todo_count,
         "incidents": incidents,
+    }
+
+
+def same_answers(
+    web: WebServer, baselines: dict[str, WebServer], by_key: dict[str, Scenario]
+) -> None:
+    """Raise unless every baseline answers its scenarios with the baked service's JSON."""
+    for key, names in BASELINES_OF.items():
+        path = by_key[key].path
+        status, body = procs.http_request("GET", web.port, path)
+        expected = json.loads(body)
+        for name in names:
+            for server in (baselines[name], baselines[name + LOGGED]):
+                status, body = procs.http_request("GET", server.port, path)
+                if status != 200 or json.loads(body) != expected:
+                    raise RuntimeError(
+                        f"{server.name} answers {path} with {status} {body[:200]!r}, "
+                        f"not the baked service's {expected!r:.200}"
+                    )
+
+
+def memory_of(server: WebServer) -> dict[str, Any]:
+    """The master's RSS, and each worker's RSS, peak RSS, PSS and USS (private pages), KiB."""
+    workers = procs.child_pids(server.proc.pid)
+    return {
+        "master_rss_kib": procs.rss_kib(server.proc.pid),
+        "worker_rss_kib": [procs.rss_kib(pid) for pid in workers],
+        "worker_peak_kib": server.peak_rss_kib(),
+        "worker_pss_kib": [procs.pss_kib(pid) for pid in workers],
+        "worker_uss_kib": [procs.uss_kib(pid) for pid in workers],
     }
 
 
@@ -202,17 +274,20 @@ def render_web(plan: Plan, web: dict[str, Any]) -> list[str]:
     out: list[str] = []
     add = out.append
     runs, labels = web["runs"], web["labels"]
-    add("## Web: default bake, `web` line, WEB_CONCURRENCY=2 (gevent workers), LOG_LEVEL=WARNING")
+    add("## Web: default bake, `web` line, WEB_CONCURRENCY=2 (gevent workers), LOG_LEVEL=INFO")
     add("")
     add(
         f"{plan.web_reps} run(s) of {plan.duration:g} s per scenario, round-robin in the "
         "order of the table, backwards every other round; "
         f"{plan.wrk_threads} load threads, {plan.wrk_connections} "
         f"connections; {plan.seed_todos:,} todos seeded ({web['todos_after']:,} after the POST "
-        "runs). The [LOG_LEVEL=INFO] rows hit a second, identical web process that logs every "
-        "request, each run next to its WARNING twin; the [baseline] rows hit the least "
+        "runs). The web line runs as it ships, at LOG_LEVEL=INFO: one JSON access line per "
+        "request on stdout, which goes to a file. The [LOG_LEVEL=WARNING] rows hit a second, "
+        "identical web process that writes no access line. The [baseline] rows hit the least "
         "service that answers the same request (`bench/baselines/`), under the same gunicorn "
-        "settings and interpreter, each run next to the baked one."
+        "settings and interpreter: with *+log*, gunicorn writes its own text access line per "
+        "request to stdout, into a file as well, and the run sits next to the baked run at "
+        "INFO; without, it writes nothing and sits next to the WARNING twin."
     )
     add("")
     rows = []
@@ -270,7 +345,8 @@ def render_web(plan: Plan, web: dict[str, Any]) -> list[str]:
         "plus their PostgreSQL backends, which noise from other processes hardly moves."
     )
     add("")
-    log_bytes = median(r["log_bytes_per_request"] for r in runs["healthz_info"])
+    log_bytes = median(r["log_bytes_per_request"] for r in runs["healthz"])
+    bare_bytes = median(r["log_bytes_per_request"] for r in runs["healthz_bare_log"])
     comparisons = [
         ("deep page vs first page (contract: ≈ 1)", "deep", "first"),
         (f"deep page vs page 2 (cursor after {plan.page_size}): depth alone, ≈ 1", "deep", "page2"),
@@ -280,12 +356,21 @@ def render_web(plan: Plan, web: dict[str, Any]) -> list[str]:
         ("POST vs GET one todo: a committed write instead of a read", "post", "get"),
         (
             f"GET /healthz, LOG_LEVEL=INFO vs WARNING ({log_bytes:.0f} log bytes/request)",
-            "healthz_info",
             "healthz",
+            "healthz_warning",
         ),
-        ("first page, LOG_LEVEL=INFO vs WARNING", "first_info", "first"),
-        ("GET /healthz vs bare Flask", "healthz", "healthz_bare"),
-        ("GET one todo vs Flask + pooled psycopg2", "get", "get_pooled"),
+        ("first page, LOG_LEVEL=INFO vs WARNING", "first", "first_warning"),
+        ("GET one todo, LOG_LEVEL=INFO vs WARNING", "get", "get_warning"),
+        (
+            f"bare Flask, gunicorn's access line vs none ({bare_bytes:.0f} log bytes/request)",
+            "healthz_bare_log",
+            "healthz_bare",
+        ),
+        (
+            "SQLAlchemy app (GET one todo), access line vs none",
+            "get_sqlalchemy_log",
+            "get_sqlalchemy",
+        ),
     ]
     ratio_rows = [
         [label, paired(runs, a, b, "rps"), paired(runs, a, b, "service_cpu_us")]
@@ -294,8 +379,9 @@ def render_web(plan: Plan, web: dict[str, Any]) -> list[str]:
     add(table(["comparison", "throughput ratio", "cost ratio"], ratio_rows))
     add("")
     add(
-        f"With LOG_LEVEL=WARNING the web process wrote {web['warning_log_lines']} log lines "
-        "in all its runs (access lines are INFO)."
+        f"With LOG_LEVEL=WARNING the twin wrote {web['warning_log_lines']} log lines in all "
+        "its runs (access lines are INFO). The baseline against each of the limits is in the "
+        "limits table at the top."
     )
     add("")
     out.extend(incident_lines(web["incidents"]))
