@@ -10,7 +10,7 @@ from gevent import monkey
 # each worker patches those in (web_server/concurrency.py). gevent looks up its plugins in
 # every installed package's entry points 19 times in one patch: they are read once, and
 # each lookup selects from what was read, here and in the forked workers.
-metadata.entry_points = metadata.entry_points().select  # type: ignore[assignment]
+metadata.entry_points = metadata.entry_points().select
 monkey.patch_all(os=False, signal=False, subprocess=False)
 
 from {{ cookiecutter.package_name }}.config import settings_or_exit
