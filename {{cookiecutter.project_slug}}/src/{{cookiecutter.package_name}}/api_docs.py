@@ -21,9 +21,6 @@ ASSET_TYPES = {
     "swagger-ui.css": "text/css",
     "favicon-32x32.png": "image/png",
 }
-# Named, not imported: the package (and PyYAML, which it imports) is loaded by the first
-# request for one of its files, not by every process that starts the app.
-ASSET_PACKAGE = "swagger_ui"
 ASSET_DISTRIBUTION = "swagger-ui-py"
 ASSET_MAX_AGE = 365 * 24 * 3600
 
@@ -110,9 +107,13 @@ def initializer() -> Response:
 @blueprint.get("/docs/assets/<name>")
 def asset(name: str) -> Response:
     """One of Swagger UI's files, straight from the installed package."""
+    # Imported here, by the first request for one of its files, rather than by every process
+    # that starts the app: nothing else needs the package (nor PyYAML, which it imports).
+    import swagger_ui
+
     if name not in ASSET_TYPES:
         abort(404)
-    with resources.as_file(resources.files(ASSET_PACKAGE) / "static" / name) as path:
+    with resources.as_file(resources.files(swagger_ui) / "static" / name) as path:
         response = send_file(path, mimetype=ASSET_TYPES[name], max_age=ASSET_MAX_AGE)
     response.cache_control.public = True
     response.cache_control.immutable = True
