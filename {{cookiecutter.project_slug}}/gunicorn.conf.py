@@ -1,16 +1,16 @@
 """gunicorn's settings for the web process, from the environment; the code is in web_server/."""
 
-import functools
 import os
 from importlib import metadata
 
 from gevent import monkey
 
 # Evented workers: patched before the app is imported (preload_app), so all it makes
-# cooperates; the master keeps the real fork, waitpid and signals it is written for.
-# One patch reads every installed package's entry points 19 times over (gevent's plugins),
-# and each worker patches again: read once, and the forked workers inherit what was read.
-metadata.entry_points = functools.cache(metadata.entry_points)  # type: ignore[assignment]
+# cooperates; the master keeps the real fork, waitpid and signals it is written for, and
+# each worker patches those in (web_server/concurrency.py). gevent looks up its plugins in
+# every installed package's entry points 19 times in one patch: they are read once, and
+# each lookup selects from what was read, here and in the forked workers.
+metadata.entry_points = metadata.entry_points().select
 monkey.patch_all(os=False, signal=False, subprocess=False)
 
 from {{ cookiecutter.package_name }}.config import settings_or_exit

@@ -6,10 +6,10 @@ the page's Content-Security-Policy can allow this origin and nothing else.
 
 from __future__ import annotations
 
+import functools
 from html import escape
 from importlib import metadata, resources
 
-import swagger_ui
 from flask import Blueprint, Flask, Response, abort, send_file, url_for
 
 from .config import Settings
@@ -21,9 +21,7 @@ ASSET_TYPES = {
     "swagger-ui.css": "text/css",
     "favicon-32x32.png": "image/png",
 }
-ASSET_FOLDER = resources.files(swagger_ui) / "static"
-# Asset URLs carry the package's version, so a browser may keep them until it changes.
-ASSET_VERSION = metadata.version("swagger-ui-py")
+ASSET_DISTRIBUTION = "swagger-ui-py"
 ASSET_MAX_AGE = 365 * 24 * 3600
 
 # Swagger UI needs this origin's scripts and styles, its own inline images (data: URIs in
@@ -69,9 +67,16 @@ PAGE = """\
 blueprint = Blueprint("openapi_page", __name__)
 
 
+@functools.cache
+def asset_version() -> str:
+    """The version of Swagger UI installed, looked up once: asset URLs carry it, so that a
+    browser may keep them until it changes."""
+    return metadata.version(ASSET_DISTRIBUTION)
+
+
 def asset_url(name: str) -> str:
     """The URL of one of Swagger UI's files, tied to the version installed."""
-    return url_for("openapi_page.asset", name=name, v=ASSET_VERSION)
+    return url_for("openapi_page.asset", name=name, v=asset_version())
 
 
 @blueprint.get("/docs")
@@ -102,9 +107,13 @@ def initializer() -> Response:
 @blueprint.get("/docs/assets/<name>")
 def asset(name: str) -> Response:
     """One of Swagger UI's files, straight from the installed package."""
+    # Imported here, by the first request for one of its files, rather than by every process
+    # that starts the app: nothing else needs the package (nor PyYAML, which it imports).
+    import swagger_ui
+
     if name not in ASSET_TYPES:
         abort(404)
-    with resources.as_file(ASSET_FOLDER / name) as path:
+    with resources.as_file(resources.files(swagger_ui) / "static" / name) as path:
         response = send_file(path, mimetype=ASSET_TYPES[name], max_age=ASSET_MAX_AGE)
     response.cache_control.public = True
     response.cache_control.immutable = True

@@ -12,6 +12,7 @@ from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from .config import Settings
 
@@ -59,10 +60,18 @@ def end_autocommit(dbapi_connection: Any, _record: Any) -> None:
 
 def forget_inherited_connections(engine_ref: weakref.ref[Engine]) -> None:
     """In a forked child (gunicorn's workers after preload, a task queue's pool), start an empty
-    pool: connections opened by the parent belong to the parent and stay open for it."""
+    pool: connections opened by the parent belong to the parent and stay open for it.
+
+    A pool the parent never connected through (gunicorn's master never does) is kept: it has
+    nothing to forget, and a new one would copy into each worker a MiB of shared pages.
+    """
     engine = engine_ref()
-    if engine is not None:
-        engine.dispose(close=False)
+    if engine is None:
+        return
+    pool = engine.pool
+    if isinstance(pool, QueuePool) and pool.checkedin() == pool.checkedout() == 0:
+        return
+    engine.dispose(close=False)
 
 
 class Database:

@@ -57,22 +57,22 @@ def reject_invalid_request(
     raise Problem(VALIDATION_ERROR_STATUS, "The request has invalid fields.", errors=errors)
 
 
-def project_metadata() -> tuple[str, str, str | None]:
-    """The project's name, version and summary, as installed; from the code alone when it
-    runs from a source tree that is not installed (PYTHONPATH=src)."""
+def project_info() -> dict[str, str]:
+    """The document's info: the project's name, version and summary, as installed; from the
+    code alone when it runs from a source tree that is not installed (PYTHONPATH=src)."""
     try:
         installed = metadata.metadata(DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        return DISTRIBUTION, __version__, None
-    return installed["Name"], installed["Version"], installed["Summary"]
+        return {"title": DISTRIBUTION, "version": __version__}
+    summary = installed["Summary"]
+    info = {"title": installed["Name"], "version": installed["Version"]}
+    return {**info, "description": summary} if summary else info
 
 
-TITLE, VERSION, SUMMARY = project_metadata()
+# The document's info is read from the installed metadata when the document is first asked
+# for (document() below), not by every process that starts the app.
 api = SpecTree(
     "flask",
-    title=TITLE,
-    version=VERSION,
-    description=SUMMARY,
     page_templates={},
     naming_strategy=lambda model: model.__name__,
     nested_naming_strategy=lambda _parent, child: child,
@@ -129,13 +129,15 @@ def takes_input(operation: dict[str, Any]) -> bool:
 
 @functools.cache
 def document() -> dict[str, Any]:
-    """spectree's document, corrected where spectree cannot tell what the service sends.
+    """spectree's document with the project's info, corrected where spectree cannot tell
+    what the service sends.
 
     spectree lists every response as application/json, and a 422 on every operation it
     validates; problem documents leave as application/problem+json, only an operation with a
     query or a body can be refused with a 422, and the web server may refuse any URL as too long.
     """
     spec: dict[str, Any] = copy.deepcopy(api.spec)
+    spec["info"] = project_info()
     for operations in spec["paths"].values():
         for operation in operations.values():
             responses = operation["responses"]

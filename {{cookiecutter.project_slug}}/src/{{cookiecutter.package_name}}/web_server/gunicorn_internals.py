@@ -37,6 +37,24 @@ INTERNALS = (
     ),
     Internal(
         "gunicorn.workers.ggevent.GeventWorker",
+        "patch",
+        ("self",),
+        "concurrency.py: the worker's patching, less the second patch of what the master patched",
+    ),
+    Internal(
+        "gunicorn.sock.BaseSocket",
+        "sock",
+        None,
+        "concurrency.py: the socket of a master's listener, which the worker serves through gevent",
+    ),
+    Internal(
+        "gunicorn.sock.TCPSocket",
+        "FAMILY",
+        None,
+        "concurrency.py: the address family of a master's listener",
+    ),
+    Internal(
+        "gunicorn.workers.ggevent.GeventWorker",
         "init_process",
         ("self",),
         "concurrency.py: psycopg2's wait callback and the service's answers, before serving",
