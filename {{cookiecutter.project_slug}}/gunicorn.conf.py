@@ -47,6 +47,7 @@ graceful_timeout = settings.graceful_timeout
 keepalive = settings.keepalive
 when_ready = on_reload = hooks.when_ready
 child_exit = hooks.child_exit
+worker_exit = hooks.worker_exit
 post_worker_init = hooks.post_worker_init
 
 # In the foreground, no pid file, no control socket; worker heartbeats in RAM.

@@ -11,6 +11,7 @@ the behaviour. A hook an option does not define is skipped. The hooks:
 - `init_app(app)`: wire the option into the web app (create_app).
 - `web_server_ready()`: in the web server's master, once it listens.
 - `web_worker_exited(pid)`: in the web server's master, once a worker has exited.
+- `web_worker_stopping()`: in a web worker that has stopped serving, before it exits.
 - `init_task_publisher(app)`, `init_task_worker(app)`, `init_task_worker_process(app)`:
   called by the task queue option in a process that enqueues tasks, in the worker's main
   process, and in each process of its pool.

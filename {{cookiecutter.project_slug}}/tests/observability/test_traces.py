@@ -238,6 +238,18 @@ def test_no_span_is_sent_when_the_sampler_keeps_no_trace(database_url: str, tmp_
 # The collector is down.
 
 REQUESTS_PER_PROCESS = 50
+def test_the_spans_of_the_last_requests_are_sent_when_the_web_process_stops(
+    database_url: str, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    # The SDK's own 5 s between exports: the stop comes before the first one is due.
+    environment = service_environment(
+        database_url, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, WEB_CONCURRENCY="1"
+    )
+    with web_process(environment, tmp_path) as service:
+        request_id = request_id_of(post_todo(service.base_url, "sent at the stop"))
+    server_span_of(receiver, request_id)
+
+
 # Exports give up after a second; the graceful stop allows more than that, and less than the
 # default 20 s, so a stop that waits on the collector shows.
 EXPORT_TIMEOUT_MS = 1000

@@ -38,3 +38,12 @@ def web_worker_exited(pid: int) -> None:
     from .metrics import forget_process
 
     forget_process(pid)
+
+
+def web_worker_stopping() -> None:
+    """In a web worker that has stopped serving: send the spans not exported yet. Left to
+    interpreter exit, as the SDK would, the last batch was lost: by then a gevent worker can
+    no longer start the thread the export needs."""
+    from .traces import shut_down
+
+    shut_down()

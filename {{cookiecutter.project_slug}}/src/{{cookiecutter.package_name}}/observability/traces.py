@@ -146,6 +146,12 @@ def tracer_provider(settings: ObservabilitySettings, release: str) -> TracerProv
     return provider
 
 
+def shut_down() -> None:
+    """Export what each provider of this process still holds, then stop it."""
+    for provider in _providers.values():
+        provider.shutdown()
+
+
 def current_trace_ids() -> Mapping[str, str]:
     """The ids of the span being recorded now, as log fields; none outside a span."""
     span_context = trace.get_current_span().get_span_context()

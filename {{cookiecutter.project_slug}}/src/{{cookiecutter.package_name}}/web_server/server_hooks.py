@@ -40,6 +40,11 @@ class ServerHooks:
         the metrics, say)."""
         call("web_worker_exited", worker.pid)
 
+    def worker_exit(self, _server: Any, _worker: Any) -> None:
+        """In a worker that has stopped serving, before its interpreter shuts down: the chosen
+        options send what they still hold (the last spans, say) while they can."""
+        call("web_worker_stopping")
+
     def post_worker_init(self, worker: Any) -> None:
         """In a worker about to serve: tell the app, with every request, whether the server
         is draining and who the client is."""
