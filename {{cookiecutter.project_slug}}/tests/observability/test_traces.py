@@ -235,9 +235,6 @@ def test_no_span_is_sent_when_the_sampler_keeps_no_trace(database_url: str, tmp_
     assert all(len(event.get("trace_id", "")) == 32 for event in created if "todo_id" in event)
 
 
-# The collector is down.
-
-REQUESTS_PER_PROCESS = 50
 def test_the_spans_of_the_last_requests_are_sent_when_the_web_process_stops(
     database_url: str, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
@@ -248,6 +245,11 @@ def test_the_spans_of_the_last_requests_are_sent_when_the_web_process_stops(
     with web_process(environment, tmp_path) as service:
         request_id = request_id_of(post_todo(service.base_url, "sent at the stop"))
     server_span_of(receiver, request_id)
+
+
+# The collector is down.
+
+REQUESTS_PER_PROCESS = 50
 
 
 # Exports give up after a second; the graceful stop allows more than that, and less than the
