@@ -8,7 +8,10 @@ import weakref
 from sqlalchemy.pool import QueuePool
 
 from {{ cookiecutter.package_name }}.config import Settings
-from {{ cookiecutter.package_name }}.db import Database, forget_inherited_connections
+from {{ cookiecutter.package_name }}.db import (
+    Database,
+    forget_inherited_connections,
+)
 
 
 def test_a_forked_child_starts_without_the_connections_its_parent_opened(
