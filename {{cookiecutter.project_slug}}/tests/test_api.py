@@ -6,11 +6,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import BaseModel
+from spectree import Response, SpecTree
 from werkzeug.test import TestResponse
 
 from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
+from {{ cookiecutter.package_name }}.openapi import SchemasOnDemand, api
 from {{ cookiecutter.package_name }}.web_server.wsgi import DRAINING_ENVIRON_KEY
 
 from .databases import count_todos
@@ -309,3 +313,32 @@ def test_openapi_document_describes_the_api_from_the_validation_models(
         assert answer["schema"] == {"$ref": f"#/components/schemas/{model}"}
     title = document["components"]["schemas"]["TodoCreate"]["properties"]["title"]
     assert (title["minLength"], title["maxLength"]) == (1, 200)
+
+
+class Tag(BaseModel):
+    name: str
+
+
+class Tagged(BaseModel):
+    tags: list[Tag]
+
+
+def test_models_are_described_when_the_document_is_read_as_spectree_describes_them() -> None:
+    assert isinstance(api, SchemasOnDemand)
+    documents = []
+    for spec_class in (SpecTree, SchemasOnDemand):
+        spec = spec_class("flask", naming_strategy=lambda model: model.__name__)
+        app = Flask(__name__)
+
+        @app.post("/tags")
+        @spec.validate(json=Tagged, resp=Response(HTTP_201=Tag))
+        def add_tags() -> dict[str, str]:
+            return {"name": "x"}
+
+        spec.register(app)
+        if spec_class is SchemasOnDemand:
+            assert spec.models == {}
+        with app.app_context():
+            documents.append(spec.spec)
+    assert documents[1] == documents[0]
+    assert {"Tag", "Tagged"} <= set(documents[1]["components"]["schemas"])
