@@ -12,7 +12,8 @@ Phases, each bounded in requests and time (README.md tells what each measures):
   3. database round trips per request through a counting proxy (roundtrips.py), and
      where the time of a request and of the import goes, profiled (profiles.py);
   4. paging in tables of growing size (growth.py);
-  5. start-up of the web line against the SQLAlchemy app and bare Flask (footprint.py);
+  5. start-up of the web line against the SQLAlchemy app and bare Flask (footprint.py),
+     then what it is made of, library by library, counted in instructions (startwork.py);
   6. worker (celery bake): archive tasks drained by 1 vs 2 processes (worker.py);
   7. the newcomer's clock: bake, and bake to first 200 with uv and with pip (newcomer.py);
 then the Markdown report on stdout and in build/bench/latest.md (raw runs in latest.json).
@@ -58,6 +59,7 @@ from .report import table
 from .roundtrips import measure_roundtrips, render_roundtrips
 from .servers import Scenario
 from .sql import SqlPipe
+from .startwork import measure_startup_work, render_startup_work
 from .web import measure_web, render_web
 from .worker import measure_worker, render_worker
 
@@ -151,6 +153,7 @@ def measure(
         plan, loader, pipe, default, logs, results["web"]["incidents"]
     )
     results["startup_s"] = measure_startup(plan, default, logs)
+    results["startup_work"] = measure_startup_work(plan, default)
     results["worker"] = measure_worker(plan, pipe, celery, logs)
     results["newcomer"] = measure_newcomer(plan, pipe, prefix, work, logs)
 
@@ -176,6 +179,7 @@ def render(plan: Plan, results: dict[str, Any]) -> str:
     out += render_profiles(profiles, profiles["get_path"])
     out += render_worker(plan, results["worker"])
     out += render_footprint(results)
+    out += render_startup_work(results["startup_work"])
     out += render_newcomer(plan, results["newcomer"])
     left = results["processes"]["left_running"]
     out.append("## Clean-up")

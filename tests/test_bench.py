@@ -42,6 +42,7 @@ SECTIONS = [
     "## Worker: celery bake",
     "## Memory",
     "## Start-up",
+    "## Start-up work by library",
     "## The newcomer's clock",
     "## Clean-up",
 ]
