@@ -25,7 +25,9 @@ from {{ cookiecutter.package_name }} import create_app
 from {{ cookiecutter.package_name }}.config import Settings
 from {{ cookiecutter.package_name }}.db import get_connection
 from {{ cookiecutter.package_name }}.observability import traces
-from {{ cookiecutter.package_name }}.observability.settings import ObservabilitySettings
+from {{ cookiecutter.package_name }}.observability.settings import (
+    ObservabilitySettings,
+)
 
 CALLER_TRACE_ID = 0x5E1F0C0FFEE0C0FFEE0C0FFEE0C0FFEE
 CALLER_SPAN_ID = 0x00F067AA0BA902B7
