@@ -40,6 +40,14 @@ def create_database(admin_url: URL, name: str) -> None:
     engine.dispose()
 
 
+def rename_database(admin_url: URL, name: str, new_name: str) -> None:
+    """Give a database another name, at once: a database appears whole under the new one."""
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'ALTER DATABASE "{name}" RENAME TO "{new_name}"'))
+    engine.dispose()
+
+
 def drop_database(admin_url: URL, name: str) -> None:
     """Drop a database, closing whatever connections are still open to it."""
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")

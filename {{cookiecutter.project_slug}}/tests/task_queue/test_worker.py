@@ -21,7 +21,14 @@ from {{ cookiecutter.package_name }}.task_queue.settings import TaskQueueSetting
 from {{ cookiecutter.package_name }}.task_queue.tasks import archive_todo
 
 from .. import test_secrets
-from ..databases import create_database, drop_database, migrate, row_locked, update_waits_for_lock
+from ..databases import (
+    create_database,
+    drop_database,
+    migrate,
+    rename_database,
+    row_locked,
+    update_waits_for_lock,
+)
 from ..environments import service_environment
 from ..processes import WAIT_SECONDS, run_process, wait_for, web_process
 from .celery_workers import ARCHIVED, HARD_TIME_LIMIT, RETRY, SOFT_TIME_LIMIT, worker_process
@@ -332,7 +339,17 @@ def test_a_task_retries_while_the_database_is_away_and_succeeds_once_it_is_back(
 ) -> None:
     name = f"test_late_{uuid.uuid4().hex[:12]}"
     late_url = admin_url.set(database=name).render_as_string(hide_password=False)
+    # Made ready under another name, the database appears whole, at once, by a rename: the
+    # task's retries (jittered backoff, MAX_RETRIES) could run out while it was migrated.
+    ready = f"{name}_ready"
+    ready_url = admin_url.set(database=ready).render_as_string(hide_password=False)
     try:
+        create_database(admin_url, ready)
+        migrate(ready_url, "head")
+        engine = create_engine(ready_url)
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO todos (title) VALUES ('late')"))
+        engine.dispose()
         # The worker starts before its database exists: every attempt fails to connect.
         with worker_process(late_url, tmp_path, "patient") as worker:
             with app.app_context():
@@ -341,15 +358,11 @@ def test_a_task_retries_while_the_database_is_away_and_succeeds_once_it_is_back(
                 lambda: any("retry" in event["message"].lower() for event in worker.events()),
                 "the task to be retried",
             )
-            create_database(admin_url, name)
-            migrate(late_url, "head")
-            engine = create_engine(late_url)
-            with engine.begin() as connection:
-                connection.execute(text("INSERT INTO todos (title) VALUES ('late')"))
-            engine.dispose()
+            rename_database(admin_url, ready, name)
             wait_for(lambda: worker.archived_todo_ids() == [1], "a retry to succeed")
         assert archived_ids(late_url) == {1}
     finally:
+        drop_database(admin_url, ready)
         drop_database(admin_url, name)
 
 
