@@ -64,19 +64,26 @@ def todo_row(database_url: str, todo_id: int) -> tuple[str, bool]:
     return row.title, row.done
 
 
-def test_the_web_process_serves_soon_after_it_starts(database_url: str) -> None:
+def test_the_web_process_serves_soon_after_it_starts(database_url: str, tmp_path: Path) -> None:
     port = free_port()
     environment = service_environment(database_url, PORT=str(port), WEB_CONCURRENCY="1")
+    output = tmp_path / "web.log"
     started = time.monotonic()
-    process = subprocess.Popen(
-        procfile_command("web"),
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with output.open("wb") as log:
+        process = subprocess.Popen(
+            procfile_command("web"),
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_until_serving(f"http://127.0.0.1:{port}/healthz", process, START_BOUND_SECONDS)
+        try:
+            wait_until_serving(f"http://127.0.0.1:{port}/healthz", process, START_BOUND_SECONDS)
+        except (TimeoutError, RuntimeError) as error:
+            # What the process said tells a slow start from a stuck one.
+            written = output.read_text(encoding="utf-8", errors="replace")[-4000:]
+            raise AssertionError(f"{error}; the web process wrote:\n{written}") from error
         print(f"first 200 after {time.monotonic() - started:.2f} s")
     finally:
         process.send_signal(signal.SIGTERM)
